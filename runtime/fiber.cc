@@ -1,0 +1,321 @@
+// Fiber: parking, waking, interrupts and completion. The protocol is
+// described in fiber.h; this file keeps every transition of `state_` in one
+// place.
+#include "runtime/fiber.h"
+
+#include <cassert>
+#include <cstdio>
+#include <stdexcept>
+
+#include "runtime/errors.h"
+#include "runtime/local_storage.h"
+#include "runtime/park.h"
+#include "runtime/sanitizer_hooks.h"
+#include "runtime/scheduler.h"
+#include "runtime/worker.h"
+
+namespace green::detail {
+
+Fiber::Fiber(Scheduler& scheduler, std::uint64_t id, std::size_t stack_size)
+    : scheduler_(&scheduler), id_(id), stack_size_(stack_size) {}
+
+Fiber::~Fiber() = default;
+
+LocalStorage& Fiber::locals() {
+  if (!locals_) locals_ = std::make_unique<LocalStorage>();
+  return *locals_;
+}
+
+std::uint32_t Fiber::begin_park() {
+  // relaxed throughout: only this fiber moves the word out of kRunning, and
+  // wakers learn the new epoch through a wait list's lock or a timer's
+  // capture, both of which order them after this store.
+  std::uint64_t s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (s & kInterruptPending) {
+      throw_if_interrupted();
+      s = state_.load(std::memory_order_relaxed);
+      continue;
+    }
+    if (interrupt_raised_) release_kill_waiters();
+    assert((s & kPhaseMask) == kRunning);
+    const std::uint32_t epoch = epoch_of(s) + 1;
+    const std::uint64_t parking =
+        (static_cast<std::uint64_t>(epoch) << kEpochShift) | (s & kStarted) |
+        kParking;
+    if (state_.compare_exchange_weak(s, parking, std::memory_order_relaxed,
+                                     std::memory_order_relaxed)) {
+      return epoch;
+    }
+  }
+}
+
+WakeReason Fiber::park() noexcept {
+  current_worker()->set_after_switch(Worker::AfterSwitch::kPark);
+  switch_to_worker();
+  // acquire: pairs with the waker's CAS, so whatever it handed over before
+  // waking us (a queue item, a permit) is visible.
+  return reason_of(state_.load(std::memory_order_acquire));
+}
+
+void Fiber::yield() noexcept {
+  current_worker()->set_after_switch(Worker::AfterSwitch::kYield);
+  switch_to_worker();
+}
+
+bool Fiber::commit_park() noexcept {
+  std::uint64_t s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::uint64_t phase = s & kPhaseMask;
+    if (phase == kParking) {
+      // release: publishes `context_` (stored by the worker just before)
+      // to the waker; pairs with the acquire in wake()/post_interrupt().
+      if (state_.compare_exchange_weak(s, (s & ~kPhaseMask) | kParked,
+                                       std::memory_order_release,
+                                       std::memory_order_relaxed)) {
+        return true;
+      }
+      continue;
+    }
+    if (phase != kWoken) {
+      std::fprintf(stderr,
+                   "green: internal error: fiber #%llu in phase %llu at "
+                   "commit_park\n",
+                   static_cast<unsigned long long>(id_),
+                   static_cast<unsigned long long>(phase));
+      std::abort();
+    }
+    // Woken while switching out: the caller re-queues it. relaxed: the
+    // caller's queue push publishes `context_` to whoever runs it next.
+    if (state_.compare_exchange_weak(s, (s & ~kPhaseMask) | kRunning,
+                                     std::memory_order_relaxed,
+                                     std::memory_order_relaxed)) {
+      return false;
+    }
+  }
+}
+
+bool Fiber::wake(std::uint32_t epoch, WakeReason reason,
+                 bool as_next) noexcept {
+  std::uint64_t s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (epoch_of(s) != epoch) return false;  // a stale wake-up
+    const std::uint64_t phase = s & kPhaseMask;
+    std::uint64_t next;
+    if (phase == kParking) {
+      next = (with_reason(s, reason) & ~kPhaseMask) | kWoken;
+    } else if (phase == kParked) {
+      next = (with_reason(s, reason) & ~kPhaseMask) | kRunning;
+    } else {
+      return false;  // somebody else woke it first
+    }
+    // acq_rel: acquire pairs with commit_park()'s release (we may hand the
+    // fiber to a run queue, whose reader needs `context_`); release
+    // publishes what the caller handed over before waking it.
+    if (state_.compare_exchange_weak(s, next, std::memory_order_acq_rel,
+                                     std::memory_order_relaxed)) {
+      if (phase == kParked) enqueue(as_next);
+      return true;
+    }
+  }
+}
+
+void Fiber::enqueue(bool as_next) noexcept {
+  scheduler_->schedule(this, as_next);
+}
+
+bool Fiber::post_interrupt(std::exception_ptr exception, bool is_kill,
+                           bool only_if_not_started) {
+  if (finished()) return false;
+  if (interrupt_ && interrupt_is_kill_ && !is_kill) return false;  // kill wins
+  std::uint64_t s = state_.load(std::memory_order_relaxed);
+  std::uint64_t phase;
+  for (;;) {
+    if (only_if_not_started && (s & kStarted)) return false;
+    phase = s & kPhaseMask;
+    std::uint64_t next = s | kInterruptPending;
+    if (phase == kParking) {
+      next = (with_reason(next, WakeReason::kInterrupted) & ~kPhaseMask) |
+             kWoken;
+    } else if (phase == kParked) {
+      next = (with_reason(next, WakeReason::kInterrupted) & ~kPhaseMask) |
+             kRunning;
+    }
+    // acq_rel: as in wake().
+    if (state_.compare_exchange_weak(s, next, std::memory_order_acq_rel,
+                                     std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  interrupt_ = std::move(exception);
+  interrupt_is_kill_ = is_kill;
+  if (phase == kParked) enqueue(false);
+  return true;
+}
+
+void Fiber::interrupt(std::exception_ptr exception, bool is_kill) {
+  std::lock_guard<SpinLock> guard(lock_);
+  post_interrupt(std::move(exception), is_kill, false);
+}
+
+void Fiber::request_kill() {
+  interrupt(std::make_exception_ptr(GreenletExit{}), true);
+}
+
+bool Fiber::cancel_if_not_started() {
+  std::lock_guard<SpinLock> guard(lock_);
+  return post_interrupt(std::make_exception_ptr(GreenletExit{}), true, true);
+}
+
+void Fiber::throw_if_interrupted() {
+  // acquire: pairs with the acq_rel CAS in post_interrupt(); the payload
+  // itself is read under lock_ below.
+  if (!(state_.load(std::memory_order_acquire) & kInterruptPending)) return;
+  std::exception_ptr exception;
+  {
+    std::lock_guard<SpinLock> guard(lock_);
+    exception = std::exchange(interrupt_, nullptr);
+    interrupt_is_kill_ = false;
+    // relaxed: cleared under lock_, which also guards setting it with its
+    // payload, so bit and payload cannot be torn apart.
+    state_.fetch_and(~kInterruptPending, std::memory_order_relaxed);
+  }
+  if (!exception) return;
+  interrupt_raised_ = true;
+  std::rethrow_exception(exception);
+}
+
+void Fiber::release_kill_waiters() noexcept {
+  interrupt_raised_ = false;
+  std::lock_guard<SpinLock> guard(lock_);
+  kill_waiters_.notify_all();
+}
+
+void Fiber::join() {
+  if (current_fiber() == this) {
+    throw std::logic_error(
+        "green::GreenThread::wait: a green thread cannot wait for itself");
+  }
+  std::unique_lock<SpinLock> lock(lock_);
+  while (!finished_.load(std::memory_order_relaxed)) {
+    Waiter waiter;
+    block_on(joiners_, lock, waiter);
+  }
+}
+
+void Fiber::kill_and_wait() {
+  if (current_fiber() == this) throw GreenletExit{};
+  std::unique_lock<SpinLock> lock(lock_);
+  // A kill is refused only by a finished fiber.
+  if (!post_interrupt(std::make_exception_ptr(GreenletExit{}), true, false)) {
+    return;
+  }
+  // Released at the target's next blocking point after it raised the
+  // interrupt, or when it ends (release_kill_waiters(), finish()).
+  Waiter waiter;
+  block_on(kill_waiters_, lock, waiter);
+}
+
+Fiber::LinkId Fiber::link(std::function<void()> callback) {
+  {
+    std::lock_guard<SpinLock> guard(lock_);
+    if (!finished_.load(std::memory_order_relaxed)) {
+      links_.emplace_back(next_link_id_, std::move(callback));
+      return next_link_id_++;
+    }
+  }
+  callback();
+  return 0;
+}
+
+bool Fiber::unlink(LinkId id) {
+  std::lock_guard<SpinLock> guard(lock_);
+  for (auto it = links_.begin(); it != links_.end(); ++it) {
+    if (it->first == id) {
+      links_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+namespace {
+
+void report_link_exception(std::uint64_t id) noexcept {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "green: a link callback of green thread #%llu threw: %s\n",
+                 static_cast<unsigned long long>(id), e.what());
+  } catch (...) {
+    std::fprintf(stderr,
+                 "green: a link callback of green thread #%llu threw a "
+                 "non-standard exception\n",
+                 static_cast<unsigned long long>(id));
+  }
+}
+
+}  // namespace
+
+void Fiber::finish() noexcept {
+  std::vector<std::pair<LinkId, std::function<void()>>> links;
+  {
+    std::lock_guard<SpinLock> guard(lock_);
+    // release: pairs with the acquire in finished(); the result is stored.
+    finished_.store(true, std::memory_order_release);
+    joiners_.notify_all();
+    kill_waiters_.notify_all();
+    links.swap(links_);
+  }
+  for (auto& link : links) {
+    try {
+      link.second();
+    } catch (...) {
+      report_link_exception(id_);
+    }
+  }
+  scheduler_->registry().remove(this);
+  scheduler_->fiber_finished();
+}
+
+void Fiber::switch_to_worker() noexcept {
+  Worker* worker = current_worker();
+  tsan_switch(worker->tsan_fiber());
+  asan_start_switch(&asan_fake_stack_, asan_worker_stack_bottom_,
+                    asan_worker_stack_size_);
+  worker_context_ = std::move(worker_context_).resume();
+  // Possibly on another worker now: learn its stack for the next switch.
+  asan_finish_switch(asan_fake_stack_, &asan_worker_stack_bottom_,
+                     &asan_worker_stack_size_);
+}
+
+boost::context::fiber Fiber::entry(boost::context::fiber&& worker_context) {
+  worker_context_ = std::move(worker_context);
+  asan_finish_switch(nullptr, &asan_worker_stack_bottom_,
+                     &asan_worker_stack_size_);
+  try {
+    if (start_delay_.count() > 0) {
+      const std::uint32_t epoch = begin_park();
+      park_until(this, epoch,
+                 std::chrono::steady_clock::now() + start_delay_);
+    }
+    // acq_rel: the kStarted bit decides races with cancel(), which sets
+    // kInterruptPending only while kStarted is clear (one RMW each).
+    const std::uint64_t before =
+        state_.fetch_or(kStarted, std::memory_order_acq_rel);
+    if (before & kInterruptPending) throw_if_interrupted();
+    run();
+  } catch (...) {
+    set_exception(std::current_exception());
+  }
+  locals_.reset();
+  finish();
+  Worker* worker = current_worker();
+  worker->set_after_switch(Worker::AfterSwitch::kFinish);
+  tsan_switch(worker->tsan_fiber());
+  asan_start_switch(nullptr, asan_worker_stack_bottom_,
+                    asan_worker_stack_size_);
+  return std::move(worker_context_);
+}
+
+}  // namespace green::detail

@@ -1,0 +1,279 @@
+// Fiber: the control block of one green thread.
+//
+// A Fiber outlives its stack. It is created by spawn() without a stack
+// (spawning is an allocation and a queue push, nothing more), gets a stack
+// from the running worker's StackPool the first time a worker resumes it,
+// and gives the stack back the moment its function ends. The control block
+// itself lives on while anybody holds a reference: the scheduler (until the
+// fiber has finished), GreenThread handles, and pending timers.
+//
+// Where a fiber lives, by phase (the low bits of `state_`):
+//   kRunning  runnable or running: in exactly one run queue (a worker's
+//             ring or run-next slot, or the global queue), or being run by
+//             exactly one worker.
+//   kParking  it has decided to block and is switching out; it may already
+//             be linked into wait lists or have a timer armed.
+//   kParked   switched out completely, in no run queue; wait lists and
+//             timers may hold it.
+//   kWoken    woken while still kParking; the worker that completes the
+//             switch re-queues it (see commit_park()).
+//
+// The parking protocol (why a fiber is never resumed twice, nor before it
+// has fully switched out): a fiber that blocks first calls begin_park(),
+// which bumps the 32-bit park epoch and sets kParking, then registers the
+// epoch wherever it may be woken from, then switches to its worker. Only
+// after the switch has completed -- its continuation stored in `context_` --
+// does the worker call commit_park(), which moves kParking -> kParked with
+// a release CAS. A waker calls wake(epoch): it succeeds only for the current
+// epoch and only once (a CAS on the same word), so stale wake-ups from a
+// timer or a list the fiber has left are ignored. A wake that lands in
+// kParking does not enqueue (the fiber is still on its way out); it leaves
+// kWoken for commit_park() to see, and the worker enqueues the fiber after
+// the switch. A wake that lands in kParked enqueues it itself; the acquire
+// half of its CAS pairs with commit_park()'s release, so whoever dequeues
+// the fiber sees `context_`. Either way exactly one party enqueues it.
+//
+// Interrupts (kill, Timeout) set kInterruptPending in the same word, so a
+// fiber cannot slip into a park after an interrupt was posted: begin_park()
+// refuses to park and throws instead. The payload lives under `lock_`.
+#ifndef GREEN_RUNTIME_FIBER_H_
+#define GREEN_RUNTIME_FIBER_H_
+
+#include <atomic>
+#include <boost/context/fiber.hpp>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "runtime/spin_lock.h"
+#include "runtime/stack_pool.h"
+#include "runtime/thread_annotations.h"
+#include "runtime/wait_list.h"
+
+namespace green::detail {
+
+class Scheduler;
+class LocalStorage;
+
+// Why a parked fiber (or OS thread) was woken.
+enum class WakeReason : std::uint8_t {
+  kNone = 0,
+  kNotified = 1,    // a wait list handed it what it waited for
+  kTimedOut = 2,    // its deadline passed
+  kInterrupted = 3  // kill() or a Timeout: an exception is pending
+};
+
+class Fiber {
+ public:
+  Fiber(const Fiber&) = delete;
+  Fiber& operator=(const Fiber&) = delete;
+
+  std::uint64_t id() const noexcept { return id_; }
+  Scheduler& scheduler() const noexcept { return *scheduler_; }
+
+  // --- References (any thread). ---
+  void retain() noexcept {
+    // relaxed: taking a new reference needs an existing one, which already
+    // orders us after the object's construction.
+    refs_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void release() noexcept {
+    // acq_rel: the last release must see every other owner's writes (the
+    // acquire half) before it deletes; the others publish theirs (release).
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // --- Parking; called only by the fiber itself, on its own stack. ---
+  // Starts a park and returns its epoch. Throws a pending interrupt instead
+  // of parking.
+  std::uint32_t begin_park();
+  // Switches to the worker; returns once woken. Never throws: the caller
+  // decides what an interrupt means after cleaning up (see WaitList).
+  WakeReason park() noexcept;
+  // Throws the pending interrupt, if any (kill, Timeout).
+  void throw_if_interrupted();
+  // Gives up the worker for a moment: back of the run queue.
+  void yield() noexcept;
+
+  // --- Waking (any thread). ---
+  // Wakes the fiber if it is still parked in `epoch` and nobody woke it
+  // yet; returns whether this call did. `as_next` puts it into the waking
+  // worker's run-next slot (a message was just handed to it).
+  bool wake(std::uint32_t epoch, WakeReason reason, bool as_next) noexcept;
+  // Posts an interrupt; raised at the fiber's current or next blocking
+  // point. A kill overrides a pending non-kill interrupt.
+  void interrupt(std::exception_ptr exception, bool is_kill);
+  // Posts a kill (GreenletExit) without waiting for it to be handled.
+  void request_kill();
+  // Like interrupt(GreenletExit) but only if the fiber has not started its
+  // function yet; returns whether it had not.
+  bool cancel_if_not_started();
+
+  // --- Completion (any thread). ---
+  bool finished() const noexcept {
+    // acquire: pairs with the release in finish(); a reader that sees true
+    // sees the result.
+    return finished_.load(std::memory_order_acquire);
+  }
+  // Blocks the caller (green thread or OS thread) until finished().
+  void join();
+  // kill(): interrupt with GreenletExit, then wait until the target has
+  // handled it and reached its next blocking point (or ended).
+  void kill_and_wait();
+  using LinkId = std::uint64_t;
+  // Runs `callback` when the fiber ends (at once, in the caller, if it has).
+  LinkId link(std::function<void()> callback);
+  bool unlink(LinkId id);
+
+  // Green-thread-local storage (green::local<T>), created on demand.
+  LocalStorage& locals();
+
+  // --- Called only by the worker that runs the fiber. ---
+  // Completes a park after the switch; false if the fiber was woken while
+  // switching out and must be re-queued by the caller.
+  bool commit_park() noexcept;
+  bool started_running() const noexcept { return static_cast<bool>(context_); }
+
+ protected:
+  Fiber(Scheduler& scheduler, std::uint64_t id, std::size_t stack_size);
+  virtual ~Fiber();
+
+  // Runs the user's function and stores its result.
+  virtual void run() = 0;
+  // Stores (or, with nobody to read it, reports) what escaped run().
+  virtual void set_exception(std::exception_ptr exception) noexcept = 0;
+
+ public:
+  // spawn_after: sleep this long before the function starts. Set before
+  // the fiber is submitted.
+  void set_start_delay(std::chrono::nanoseconds delay) noexcept {
+    start_delay_ = delay;
+  }
+
+ private:
+  friend class Worker;
+
+  // State word layout.
+  static constexpr std::uint64_t kPhaseMask = 0x3;
+  static constexpr std::uint64_t kRunning = 0, kParking = 1, kParked = 2,
+                                 kWoken = 3;
+  static constexpr int kReasonShift = 2;
+  static constexpr std::uint64_t kReasonMask = 0x3ull << kReasonShift;
+  static constexpr std::uint64_t kInterruptPending = 1ull << 4;
+  // Set once the user's function is about to run (cancel() loses after it).
+  static constexpr std::uint64_t kStarted = 1ull << 5;
+  static constexpr int kEpochShift = 32;
+  static_assert((kPhaseMask & kReasonMask) == 0 &&
+                    ((kPhaseMask | kReasonMask) & kInterruptPending) == 0 &&
+                    (kStarted >> kEpochShift) == 0,
+                "state bits overlap");
+
+  static std::uint32_t epoch_of(std::uint64_t s) noexcept {
+    return static_cast<std::uint32_t>(s >> kEpochShift);
+  }
+  static WakeReason reason_of(std::uint64_t s) noexcept {
+    return static_cast<WakeReason>((s & kReasonMask) >> kReasonShift);
+  }
+  static std::uint64_t with_reason(std::uint64_t s, WakeReason r) noexcept {
+    return (s & ~kReasonMask) |
+           (static_cast<std::uint64_t>(r) << kReasonShift);
+  }
+
+  // The body of the boost::context fiber: runs the function, finishes,
+  // and returns to whichever worker resumed it last.
+  boost::context::fiber entry(boost::context::fiber&& worker_context);
+  // Marks the fiber finished and wakes joiners, kill waiters and links.
+  void finish() noexcept;
+  // Switches back to the worker that resumed this fiber.
+  void switch_to_worker() noexcept;
+  // After an interrupt was raised, the next blocking point (or the end)
+  // releases kill() callers.
+  void release_kill_waiters() noexcept;
+  void enqueue(bool as_next) noexcept;
+  // Sets the interrupt under lock_; `only_if_not_started` makes it fail
+  // once the function started. Returns whether it was posted.
+  bool post_interrupt(std::exception_ptr exception, bool is_kill,
+                      bool only_if_not_started) GREEN_REQUIRES(lock_);
+
+  Scheduler* const scheduler_;
+  const std::uint64_t id_;
+  const std::size_t stack_size_;  // 0: the pool's default
+
+  std::atomic<std::uint64_t> state_{kRunning};
+  std::atomic<int> refs_{1};  // the scheduler's, until finish
+  std::atomic<bool> finished_{false};
+
+ public:
+  // Intrusive links: run queues and the scheduler's registry of live
+  // fibers. Touched only by the structure that currently holds the fiber.
+  Fiber* queue_next = nullptr;
+  Fiber* registry_prev = nullptr;
+  Fiber* registry_next = nullptr;
+
+ private:
+  // Written by the worker after each switch out, read by the next worker
+  // to resume the fiber; ordered by the parking protocol / run queues.
+  boost::context::fiber context_;
+  // While running: the worker context to switch back to.
+  boost::context::fiber worker_context_;
+  Stack stack_;
+  // Sanitizer bookkeeping for the switch annotations (fiber_switch.h).
+  void* tsan_fiber_ = nullptr;
+  void* asan_fake_stack_ = nullptr;
+  const void* asan_worker_stack_bottom_ = nullptr;
+  std::size_t asan_worker_stack_size_ = 0;
+
+  // Touched only by the fiber itself.
+  bool interrupt_raised_ = false;  // release kill waiters at next park/end
+  std::chrono::nanoseconds start_delay_{0};
+  std::unique_ptr<LocalStorage> locals_;
+
+  SpinLock lock_;
+  std::exception_ptr interrupt_ GREEN_GUARDED_BY(lock_);
+  bool interrupt_is_kill_ GREEN_GUARDED_BY(lock_) = false;
+  WaitList joiners_ GREEN_GUARDED_BY(lock_);
+  WaitList kill_waiters_ GREEN_GUARDED_BY(lock_);
+  std::vector<std::pair<LinkId, std::function<void()>>> links_
+      GREEN_GUARDED_BY(lock_);
+  LinkId next_link_id_ GREEN_GUARDED_BY(lock_) = 1;
+};
+
+// A counted reference to a Fiber.
+class FiberRef {
+ public:
+  FiberRef() = default;
+  explicit FiberRef(Fiber* fiber) noexcept : fiber_(fiber) {
+    if (fiber_) fiber_->retain();
+  }
+  // Adopts a reference the caller already owns.
+  static FiberRef adopt(Fiber* fiber) noexcept {
+    FiberRef ref;
+    ref.fiber_ = fiber;
+    return ref;
+  }
+  FiberRef(const FiberRef& other) noexcept : FiberRef(other.fiber_) {}
+  FiberRef(FiberRef&& other) noexcept
+      : fiber_(std::exchange(other.fiber_, nullptr)) {}
+  FiberRef& operator=(FiberRef other) noexcept {
+    std::swap(fiber_, other.fiber_);
+    return *this;
+  }
+  ~FiberRef() {
+    if (fiber_) fiber_->release();
+  }
+  Fiber* get() const noexcept { return fiber_; }
+  Fiber* operator->() const noexcept { return fiber_; }
+  explicit operator bool() const noexcept { return fiber_ != nullptr; }
+
+ private:
+  Fiber* fiber_ = nullptr;
+};
+
+}  // namespace green::detail
+
+#endif  // GREEN_RUNTIME_FIBER_H_

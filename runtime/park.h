@@ -1,0 +1,37 @@
+// Blocking primitives shared by everything that waits: park a green thread
+// (or block a plain OS thread) until a wait list notifies it, a deadline
+// passes, or -- for green threads -- an interrupt arrives.
+#ifndef GREEN_RUNTIME_PARK_H_
+#define GREEN_RUNTIME_PARK_H_
+
+#include <chrono>
+#include <mutex>
+#include <optional>
+
+#include "runtime/fiber.h"
+#include "runtime/spin_lock.h"
+#include "runtime/wait_list.h"
+
+namespace green::detail {
+
+using Deadline = std::optional<std::chrono::steady_clock::time_point>;
+
+// Parks the current fiber, already in begin_park() epoch `epoch`, until it
+// is woken; with a deadline, a timer on the current worker's reactor wakes
+// it with kTimedOut. Does not throw.
+WakeReason park_until(Fiber* fiber, std::uint32_t epoch,
+                      Deadline deadline) noexcept;
+
+// The caller holds `lock` (the lock that guards `list`) and has decided to
+// wait. Links `waiter` into `list`, releases the lock, blocks -- parking the
+// green thread, or blocking the OS thread when called from one -- and takes
+// the lock again. Returns kNotified when a notifier chose this waiter (it is
+// then already unlinked, and any payload was handed over), or kTimedOut
+// (unlinked here). For a green thread, an interrupt (kill, Timeout) is
+// thrown after unlinking, with `lock` released.
+WakeReason block_on(WaitList& list, std::unique_lock<SpinLock>& lock,
+                    Waiter& waiter, Deadline deadline = std::nullopt);
+
+}  // namespace green::detail
+
+#endif  // GREEN_RUNTIME_PARK_H_

@@ -1,0 +1,99 @@
+// Sanitizer annotations for stack switches, kept in one place so the asan
+// and tsan builds share the same switch code (runtime/fiber.cc and
+// runtime/worker.cc call these at every switch; they compile to nothing in
+// a plain build).
+//
+// ThreadSanitizer: every green thread is a TSan "fiber"; call
+// tsan_switch(target) immediately before each resume(), including right
+// before a fiber's function returns to the worker (if that last one is
+// missing, TSan still believes it runs on the finished fiber and crashes in
+// __tsan_destroy_fiber; ../shared/notes/sanitizers.md).
+//
+// AddressSanitizer: asan_start_switch() before a switch names the stack we
+// go to; asan_finish_switch() right after arriving reports the stack we
+// came from. A fiber that ends passes a null fake-stack slot so ASan frees
+// its fake frames. detect_stack_use_after_return is kept off in .bazelrc:
+// its per-thread fake stack does not follow a fiber that migrates.
+#ifndef GREEN_RUNTIME_SANITIZER_HOOKS_H_
+#define GREEN_RUNTIME_SANITIZER_HOOKS_H_
+
+#include <cstddef>
+
+#if defined(__SANITIZE_THREAD__)
+#define GREEN_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GREEN_TSAN 1
+#endif
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define GREEN_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GREEN_ASAN 1
+#endif
+#endif
+
+#if defined(GREEN_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
+#if defined(GREEN_ASAN)
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+namespace green::detail {
+
+inline void* tsan_current_fiber() noexcept {
+#if defined(GREEN_TSAN)
+  return __tsan_get_current_fiber();
+#else
+  return nullptr;
+#endif
+}
+
+inline void* tsan_create_fiber() noexcept {
+#if defined(GREEN_TSAN)
+  return __tsan_create_fiber(0);
+#else
+  return nullptr;
+#endif
+}
+
+inline void tsan_switch(void* target) noexcept {
+#if defined(GREEN_TSAN)
+  __tsan_switch_to_fiber(target, 0);
+#else
+  (void)target;
+#endif
+}
+
+inline void tsan_destroy_fiber(void* fiber) noexcept {
+#if defined(GREEN_TSAN)
+  if (fiber) __tsan_destroy_fiber(fiber);
+#else
+  (void)fiber;
+#endif
+}
+
+inline void asan_start_switch(void** fake_stack_save, const void* bottom,
+                              std::size_t size) noexcept {
+#if defined(GREEN_ASAN)
+  __sanitizer_start_switch_fiber(fake_stack_save, bottom, size);
+#else
+  (void)fake_stack_save, (void)bottom, (void)size;
+#endif
+}
+
+inline void asan_finish_switch(void* fake_stack_save, const void** old_bottom,
+                               std::size_t* old_size) noexcept {
+#if defined(GREEN_ASAN)
+  __sanitizer_finish_switch_fiber(fake_stack_save, old_bottom, old_size);
+#else
+  (void)fake_stack_save, (void)old_bottom, (void)old_size;
+#endif
+}
+
+}  // namespace green::detail
+
+#endif  // GREEN_RUNTIME_SANITIZER_HOOKS_H_

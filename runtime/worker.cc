@@ -1,0 +1,237 @@
+// Worker: the scheduling loop of one OS thread. Design notes in worker.h.
+#include "runtime/worker.h"
+
+#include <asio/post.hpp>
+#include <cstdio>
+
+#include "runtime/sanitizer_hooks.h"
+#include "runtime/scheduler.h"
+
+namespace green::detail {
+namespace {
+
+thread_local Worker* tls_worker = nullptr;
+
+// Returns a finished fiber's stack to the pool of the worker it ends on.
+// Boost.Context calls deallocate() on the worker's stack, after the switch
+// away from the dead fiber (fiber_exit), so the stack is no longer in use.
+struct StackReturn {
+  Fiber* fiber;
+  Stack* stack;
+  boost::context::stack_context allocate() {
+    std::abort();  // never called: stacks are preallocated
+  }
+  void deallocate(boost::context::stack_context&) noexcept {
+    current_worker()->stack_pool().deallocate(*stack);
+    *stack = Stack{};
+  }
+};
+
+}  // namespace
+
+__attribute__((noinline)) Worker* current_worker() noexcept {
+  // The barrier keeps the compiler from reusing a TLS address computed
+  // before a stack switch (trap (2) in worker.h).
+  asm volatile("" ::: "memory");
+  return tls_worker;
+}
+
+__attribute__((noinline)) Fiber* current_fiber() noexcept {
+  asm volatile("" ::: "memory");
+  Worker* worker = tls_worker;
+  return worker ? worker->current_fiber() : nullptr;
+}
+
+Worker::Worker(Scheduler& scheduler, std::size_t index, std::size_t stack_size)
+    : scheduler_(scheduler),
+      index_(index),
+      stack_size_(stack_size),
+      io_(1),  // one thread runs it: Asio may skip some locking on its own
+               // thread, and still locks for posts from other threads
+      random_(static_cast<unsigned>(index * 7919 + 1)) {
+  work_guard_.emplace(io_.get_executor());
+}
+
+Worker::~Worker() { join(); }
+
+void Worker::start() {
+  thread_ = std::thread([this] {
+    tls_worker = this;
+    tsan_fiber_ = tsan_current_fiber();
+    stack_pool_ = std::make_unique<StackPool>(stack_size_);
+    install_overflow_handler();
+    loop();
+    stack_pool_.reset();
+    tls_worker = nullptr;
+  });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::unpark() noexcept {
+  asio::post(io_, [] {});
+}
+
+void Worker::schedule_local(Fiber* fiber, bool as_next) noexcept {
+  if (as_next && ++run_next_streak_ < kMaxRunNextStreak) {
+    run_queue_.push_next(fiber, scheduler_.global_queue());
+  } else {
+    run_next_streak_ = 0;
+    run_queue_.push_back(fiber, scheduler_.global_queue());
+  }
+}
+
+void Worker::loop() {
+  for (;;) {
+    if (Fiber* fiber = find_work()) {
+      run(fiber);
+    } else if (scheduler_.shutting_down()) {
+      return;
+    }
+  }
+}
+
+std::size_t Worker::poll_reactor() noexcept {
+  try {
+    return io_.poll();
+  } catch (const std::exception& e) {
+    // Handlers are ours and do not throw; say so loudly if one ever does.
+    std::fprintf(stderr, "green: reactor handler threw: %s\n", e.what());
+    return 1;
+  }
+}
+
+Fiber* Worker::take_from_global() noexcept {
+  GlobalQueue<Fiber>& global = scheduler_.global_queue();
+  if (global.empty()) return nullptr;
+  // As Go's globrunqget: a fair share, at most half a ring.
+  const std::size_t share = global.size() / scheduler_.worker_count() + 1;
+  const std::size_t half_ring = kDefaultRunQueueCapacity / 2;
+  return global.pop_batch_into(run_queue_, std::min(share, half_ring));
+}
+
+Fiber* Worker::find_work() {
+  ++tick_;
+  if (tick_ % kGlobalQueueInterval == 0) {
+    if (Fiber* fiber = take_from_global()) return fiber;
+  }
+  if (tick_ % kReactorPollInterval == 0) poll_reactor();
+  if (Fiber* fiber = run_queue_.pop()) return fiber;
+  if (Fiber* fiber = take_from_global()) return fiber;
+  if (poll_reactor() > 0) {
+    if (Fiber* fiber = run_queue_.pop()) return fiber;
+  }
+  if (!spinning_) spinning_ = scheduler_.begin_spinning();
+  if (spinning_) {
+    Fiber* fiber = steal();
+    spinning_ = false;
+    const bool was_last = scheduler_.end_spinning();
+    if (fiber) {
+      // The last spinner found work: there may be more, so bring another
+      // worker to look (Go's resetspinning).
+      if (was_last) scheduler_.notify_work();
+      return fiber;
+    }
+    // The last spinner re-checks after leaving the spinning count: a
+    // notifier that saw it spinning did not wake anybody (Tokio's
+    // transition_worker_from_searching).
+    if (was_last && scheduler_.has_work()) return nullptr;
+  }
+  park();
+  return nullptr;
+}
+
+Fiber* Worker::steal() noexcept {
+  const std::size_t count = scheduler_.worker_count();
+  for (int round = 0; round < kStealRounds; ++round) {
+    const bool take_next = round == kStealRounds - 1;
+    const std::size_t start = random_() % count;
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t victim = (start + i) % count;
+      if (victim == index_) continue;
+      if (Fiber* fiber = scheduler_.worker(victim).run_queue().steal_into(
+              run_queue_, take_next)) {
+        return fiber;
+      }
+    }
+    if (Fiber* fiber = take_from_global()) return fiber;
+  }
+  return nullptr;
+}
+
+void Worker::park() {
+  scheduler_.add_parked(this);
+  // add_parked() ends with a seq_cst fence: this re-check cannot miss a
+  // fiber whose notifier did not see us parked (scheduler.h).
+  if (scheduler_.has_work() || scheduler_.shutting_down() ||
+      !run_queue_.empty()) {
+    if (!scheduler_.remove_parked(this)) spinning_ = true;
+    return;
+  }
+  try {
+    io_.run_one();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "green: reactor handler threw: %s\n", e.what());
+  }
+  // A notifier that took us off the parked list counted us as spinning.
+  if (!scheduler_.remove_parked(this)) spinning_ = true;
+}
+
+void Worker::run(Fiber* fiber) noexcept {
+  if (!fiber->context_) {
+    // First run: bind a stack now, not at spawn, so that a million spawned
+    // but not yet started green threads cost no stacks.
+    try {
+      fiber->stack_ = fiber->stack_size_ ? stack_pool_->allocate(fiber->stack_size_)
+                                         : stack_pool_->allocate();
+    } catch (...) {
+      fiber->set_exception(std::current_exception());
+      fiber->finish();
+      fiber->release();
+      return;
+    }
+    Stack& stack = fiber->stack_;
+    fiber->tsan_fiber_ = tsan_create_fiber();
+    // Boost.Context jumps onto the new stack once while creating the
+    // fiber; tell TSan whose stack that is.
+    tsan_switch(fiber->tsan_fiber_);
+    fiber->context_ = boost::context::fiber(
+        std::allocator_arg,
+        boost::context::preallocated(
+            stack.top(), stack.size,
+            boost::context::stack_context{stack.size, stack.top()}),
+        StackReturn{fiber, &fiber->stack_},
+        [fiber](boost::context::fiber&& worker_context) {
+          return fiber->entry(std::move(worker_context));
+        });
+    tsan_switch(tsan_fiber_);
+  }
+  current_ = fiber;
+  set_running_stack(&fiber->stack_);
+  tsan_switch(fiber->tsan_fiber_);
+  asan_start_switch(&asan_fake_stack_, fiber->stack_.limit,
+                    fiber->stack_.size);
+  fiber->context_ = std::move(fiber->context_).resume();
+  asan_finish_switch(asan_fake_stack_, nullptr, nullptr);
+  set_running_stack(nullptr);
+  current_ = nullptr;
+
+  switch (after_switch_) {
+    case AfterSwitch::kFinish:
+      tsan_destroy_fiber(fiber->tsan_fiber_);
+      fiber->release();  // the scheduler's reference
+      return;
+    case AfterSwitch::kYield:
+      if (!canary_intact(fiber->stack_)) report_stack_overflow(fiber->stack_);
+      run_queue_.push_back(fiber, scheduler_.global_queue());
+      return;
+    case AfterSwitch::kPark:
+      if (!canary_intact(fiber->stack_)) report_stack_overflow(fiber->stack_);
+      if (!fiber->commit_park()) schedule_local(fiber, false);
+      return;
+  }
+}
+
+}  // namespace green::detail

@@ -1,0 +1,138 @@
+// Worker: one OS thread that runs green threads, with its own run queue,
+// stack pool and reactor (an asio::io_context).
+//
+// The loop (Worker::loop):
+//   1. Every kGlobalQueueInterval rounds take from the global queue first,
+//      so fibers there are not starved by a busy local ring.
+//   2. Every kReactorPollInterval rounds poll the reactor without blocking,
+//      so I/O completions and timers are not starved by a long run queue.
+//   3. Run the next local fiber: run-next slot, then the ring.
+//   4. Else the global queue, then the reactor (non-blocking), then steal
+//      half of a random victim's ring (while spinning), then park.
+// Parking blocks in io_context::run_one(), so a socket or a timer still
+// wakes a parked worker; other threads wake it by posting to it.
+//
+// Trap designed out (1): a green thread is never resumed from inside an Asio
+// completion handler. Handlers only make fibers runnable (push them onto
+// this worker's queue); fibers run from this loop, outside run_one()/poll(),
+// so Asio's per-thread call stack never contains a fiber that may later
+// migrate to another thread.
+//
+// Trap designed out (2): the "current worker" is a thread_local, and a
+// compiler may cache the address of a thread_local across a call that
+// switches stacks -- and the fiber may come back on another OS thread. Every
+// read goes through current_worker(), a non-inlined function with a compiler
+// barrier; nothing caches its result across a switch.
+#ifndef GREEN_RUNTIME_WORKER_H_
+#define GREEN_RUNTIME_WORKER_H_
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <atomic>
+#include <boost/context/fiber.hpp>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "runtime/fiber.h"
+#include "runtime/run_queue.h"
+#include "runtime/stack_pool.h"
+
+namespace green::detail {
+
+class Scheduler;
+
+class Worker {
+ public:
+  Worker(Scheduler& scheduler, std::size_t index, std::size_t stack_size);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();
+  void join();
+
+  std::size_t index() const noexcept { return index_; }
+  Scheduler& scheduler() const noexcept { return scheduler_; }
+  asio::io_context& io() noexcept { return io_; }
+  RunQueue<Fiber>& run_queue() noexcept { return run_queue_; }
+
+  // --- Called only on this worker's thread. ---
+  Fiber* current_fiber() const noexcept { return current_; }
+  StackPool& stack_pool() noexcept { return *stack_pool_; }
+  // Makes `fiber` runnable here. `as_next`: the run-next slot (a message
+  // was handed to it), capped so two fibers passing messages cannot starve
+  // the ring.
+  void schedule_local(Fiber* fiber, bool as_next) noexcept;
+
+  // What the fiber that switched back asks of this worker.
+  enum class AfterSwitch : std::uint8_t { kYield, kPark, kFinish };
+  void set_after_switch(AfterSwitch after) noexcept { after_switch_ = after; }
+  void* tsan_fiber() const noexcept { return tsan_fiber_; }
+
+  // --- Any thread. ---
+  // Wakes this worker if it is parked in its io_context.
+  void unpark() noexcept;
+  // Set by a notifier that took this worker off the parked list and
+  // counted it as spinning.
+  void set_woken_as_spinner() noexcept {
+    // relaxed: published to the worker by the post() in unpark(), which
+    // goes through the io_context's mutex.
+    woken_as_spinner_.store(true, std::memory_order_relaxed);
+  }
+
+ private:
+  // As Go's schedule(): check the global queue once in 61 rounds. 61 is
+  // prime so it does not beat against other periodic patterns.
+  static constexpr std::uint32_t kGlobalQueueInterval = 61;
+  // As Tokio's event_interval: poll the reactor once in 61 rounds.
+  static constexpr std::uint32_t kReactorPollInterval = 61;
+  // Rounds over all victims before a spinner gives up (Go uses 4).
+  static constexpr int kStealRounds = 4;
+  // Run-next hand-offs in a row before one goes to the back of the ring
+  // instead (Tokio caps its LIFO slot similarly), so that ping-ponging
+  // fibers cannot starve the rest of the ring.
+  static constexpr std::uint32_t kMaxRunNextStreak = 16;
+
+  void loop();
+  Fiber* find_work();
+  Fiber* take_from_global() noexcept;
+  Fiber* steal() noexcept;
+  void park();
+  void run(Fiber* fiber) noexcept;
+  std::size_t poll_reactor() noexcept;
+
+  Scheduler& scheduler_;
+  const std::size_t index_;
+  const std::size_t stack_size_;
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
+      work_guard_;
+  RunQueue<Fiber> run_queue_;
+  std::unique_ptr<StackPool> stack_pool_;  // created on the worker thread
+  std::thread thread_;
+
+  // Owner-only state.
+  Fiber* current_ = nullptr;
+  AfterSwitch after_switch_ = AfterSwitch::kYield;
+  std::uint32_t tick_ = 0;
+  std::uint32_t run_next_streak_ = 0;
+  bool spinning_ = false;
+  std::minstd_rand random_;
+  void* tsan_fiber_ = nullptr;
+  void* asan_fake_stack_ = nullptr;
+
+  std::atomic<bool> woken_as_spinner_{false};
+};
+
+// The worker running the calling thread, or nullptr on any other thread.
+// Not inlined, with a compiler barrier: see trap (2) above.
+Worker* current_worker() noexcept;
+// The fiber running the calling code, or nullptr on a plain thread (or on a
+// worker's own stack).
+Fiber* current_fiber() noexcept;
+
+}  // namespace green::detail
+
+#endif  // GREEN_RUNTIME_WORKER_H_
