@@ -96,9 +96,7 @@ void sleep(std::chrono::nanoseconds duration) {
   }
 }
 
-GreenThreadId current() {
-  return {detail::fiber_for("green::current")->id()};
-}
+GreenThreadId current() { return {detail::fiber_for("green::current")->id()}; }
 
 std::size_t worker_id() {
   detail::fiber_for("green::worker_id");

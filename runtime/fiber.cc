@@ -135,8 +135,8 @@ bool Fiber::post_interrupt(std::exception_ptr exception, bool is_kill,
     phase = s & kPhaseMask;
     std::uint64_t next = s | kInterruptPending;
     if (phase == kParking) {
-      next = (with_reason(next, WakeReason::kInterrupted) & ~kPhaseMask) |
-             kWoken;
+      next =
+          (with_reason(next, WakeReason::kInterrupted) & ~kPhaseMask) | kWoken;
     } else if (phase == kParked) {
       next = (with_reason(next, WakeReason::kInterrupted) & ~kPhaseMask) |
              kRunning;
@@ -192,6 +192,7 @@ void Fiber::release_kill_waiters() noexcept {
 }
 
 void Fiber::join() {
+  if (finished()) return;  // also lets link callbacks read the result
   if (current_fiber() == this) {
     throw std::logic_error(
         "green::GreenThread::wait: a green thread cannot wait for itself");
@@ -245,7 +246,8 @@ void report_link_exception(std::uint64_t id) noexcept {
   try {
     throw;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "green: a link callback of green thread #%llu threw: %s\n",
+    std::fprintf(stderr,
+                 "green: a link callback of green thread #%llu threw: %s\n",
                  static_cast<unsigned long long>(id), e.what());
   } catch (...) {
     std::fprintf(stderr,
@@ -296,8 +298,7 @@ boost::context::fiber Fiber::entry(boost::context::fiber&& worker_context) {
   try {
     if (start_delay_.count() > 0) {
       const std::uint32_t epoch = begin_park();
-      park_until(this, epoch,
-                 std::chrono::steady_clock::now() + start_delay_);
+      park_until(this, epoch, std::chrono::steady_clock::now() + start_delay_);
     }
     // acq_rel: the kStarted bit decides races with cancel(), which sets
     // kInterruptPending only while kStarted is clear (one RMW each).
@@ -312,7 +313,11 @@ boost::context::fiber Fiber::entry(boost::context::fiber&& worker_context) {
   finish();
   Worker* worker = current_worker();
   worker->set_after_switch(Worker::AfterSwitch::kFinish);
-  tsan_switch(worker->tsan_fiber());
+  // No tsan_switch here, unlike every other switch: Boost.Context still
+  // runs instrumented frames of this fiber after we return (the record's
+  // run() and fiber_entry unwinding onto fiber_exit), and TSan must pop
+  // them from this fiber's shadow stack, not the worker's. The worker
+  // switches TSan back as soon as resume() returns (Worker::run).
   asan_start_switch(nullptr, asan_worker_stack_bottom_,
                     asan_worker_stack_size_);
   return std::move(worker_context_);

@@ -180,8 +180,7 @@ class Fiber {
     return static_cast<WakeReason>((s & kReasonMask) >> kReasonShift);
   }
   static std::uint64_t with_reason(std::uint64_t s, WakeReason r) noexcept {
-    return (s & ~kReasonMask) |
-           (static_cast<std::uint64_t>(r) << kReasonShift);
+    return (s & ~kReasonMask) | (static_cast<std::uint64_t>(r) << kReasonShift);
   }
 
   // The body of the boost::context fiber: runs the function, finishes,

@@ -1,9 +1,9 @@
 // Green threads: spawn, spawn_n, spawn_after, sleep, GreenThread<R>.
 //
 //   green::run([] {
-//     green::GreenThread<int> t = green::spawn([](int x) { return x * 2; }, 21);
-//     green::sleep(std::chrono::milliseconds(10));  // others run meanwhile
-//     return t.wait();                              // 42
+//     green::GreenThread<int> t = green::spawn([](int x) { return x * 2; },
+//     21); green::sleep(std::chrono::milliseconds(10));  // others run
+//     meanwhile return t.wait();                              // 42
 //   });
 //
 // The names are Eventlet's (eventlet.spawn, spawn_n, spawn_after, sleep,
@@ -114,9 +114,8 @@ auto bind_call(F&& f, Args&&... args) {
 }
 
 template <typename F, typename... Args>
-using BoundResult =
-    std::invoke_result_t<decltype(bind_call(std::declval<F>(),
-                                            std::declval<Args>()...))&>;
+using BoundResult = std::invoke_result_t<decltype(bind_call(
+    std::declval<F>(), std::declval<Args>()...))&>;
 
 // Lets spawn() build handles without making the constructor public.
 struct GreenThreadAccess {

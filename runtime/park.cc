@@ -18,9 +18,10 @@ WakeReason park_until(Fiber* fiber, std::uint32_t epoch,
   // another worker once the fiber migrated: Asio guards a timer queue with
   // its reactor's mutex, and nothing else touches this timer object.
   asio::steady_timer timer(current_worker()->io(), *deadline);
-  timer.async_wait([ref = FiberRef(fiber), epoch](const std::error_code& error) {
-    if (!error) ref->wake(epoch, WakeReason::kTimedOut, false);
-  });
+  timer.async_wait(
+      [ref = FiberRef(fiber), epoch](const std::error_code& error) {
+        if (!error) ref->wake(epoch, WakeReason::kTimedOut, false);
+      });
   const WakeReason reason = fiber->park();
   if (reason != WakeReason::kTimedOut) timer.cancel();
   return reason;

@@ -4,10 +4,12 @@
 // a plain build).
 //
 // ThreadSanitizer: every green thread is a TSan "fiber"; call
-// tsan_switch(target) immediately before each resume(), including right
-// before a fiber's function returns to the worker (if that last one is
-// missing, TSan still believes it runs on the finished fiber and crashes in
-// __tsan_destroy_fiber; ../shared/notes/sanitizers.md).
+// tsan_switch(target) immediately before each resume(). The one exception
+// is a fiber's end: Boost.Context runs instrumented frames of the dead
+// fiber after its function returns (fiber_record::run, fiber_entry), so the
+// worker switches TSan back right after resume() returns instead, and only
+// then destroys the TSan fiber (destroying it while TSan still believes it
+// runs there crashes inside TSan; ../shared/notes/sanitizers.md).
 //
 // AddressSanitizer: asan_start_switch() before a switch names the stack we
 // go to; asan_finish_switch() right after arriving reports the stack we

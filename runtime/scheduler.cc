@@ -48,8 +48,7 @@ bool FiberRegistry::empty() noexcept {
 
 // --- Scheduler ---
 
-Scheduler::Scheduler(const Options& options)
-    : stack_size_(options.stack_size) {
+Scheduler::Scheduler(const Options& options) : stack_size_(options.stack_size) {
   std::size_t count = options.workers;
   if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
   if (options.guarded_stacks) set_guarded_stack_limit(*options.guarded_stacks);

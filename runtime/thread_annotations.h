@@ -13,6 +13,7 @@
 #endif
 
 #define GREEN_CAPABILITY(x) GREEN_THREAD_ANNOTATION(capability(x))
+#define GREEN_SCOPED_CAPABILITY GREEN_THREAD_ANNOTATION(scoped_lockable)
 #define GREEN_GUARDED_BY(x) GREEN_THREAD_ANNOTATION(guarded_by(x))
 #define GREEN_PT_GUARDED_BY(x) GREEN_THREAD_ANNOTATION(pt_guarded_by(x))
 #define GREEN_REQUIRES(...) \

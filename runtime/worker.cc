@@ -113,6 +113,30 @@ Fiber* Worker::take_from_global() noexcept {
 }
 
 Fiber* Worker::find_work() {
+  Fiber* fiber = find_runnable();
+  if (spinning_) {
+    // Leaving the spinning state, with or without work. A worker that runs
+    // fibers while still counted as spinning would make notify_work()
+    // believe somebody is looking for work and wake nobody.
+    spinning_ = false;
+    const bool was_last = scheduler_.end_spinning();
+    if (fiber) {
+      // The last spinner found work: there may be more, so bring another
+      // worker to look (Go's resetspinning).
+      if (was_last) scheduler_.notify_work();
+      return fiber;
+    }
+    // The last spinner re-checks after leaving the spinning count: a
+    // notifier that saw it spinning woke nobody (Tokio's
+    // transition_worker_from_searching).
+    if (was_last && scheduler_.has_work()) return nullptr;
+  }
+  if (fiber) return fiber;
+  park();
+  return nullptr;
+}
+
+Fiber* Worker::find_runnable() noexcept {
   ++tick_;
   if (tick_ % kGlobalQueueInterval == 0) {
     if (Fiber* fiber = take_from_global()) return fiber;
@@ -124,23 +148,7 @@ Fiber* Worker::find_work() {
     if (Fiber* fiber = run_queue_.pop()) return fiber;
   }
   if (!spinning_) spinning_ = scheduler_.begin_spinning();
-  if (spinning_) {
-    Fiber* fiber = steal();
-    spinning_ = false;
-    const bool was_last = scheduler_.end_spinning();
-    if (fiber) {
-      // The last spinner found work: there may be more, so bring another
-      // worker to look (Go's resetspinning).
-      if (was_last) scheduler_.notify_work();
-      return fiber;
-    }
-    // The last spinner re-checks after leaving the spinning count: a
-    // notifier that saw it spinning did not wake anybody (Tokio's
-    // transition_worker_from_searching).
-    if (was_last && scheduler_.has_work()) return nullptr;
-  }
-  park();
-  return nullptr;
+  return spinning_ ? steal() : nullptr;
 }
 
 Fiber* Worker::steal() noexcept {
@@ -184,8 +192,9 @@ void Worker::run(Fiber* fiber) noexcept {
     // First run: bind a stack now, not at spawn, so that a million spawned
     // but not yet started green threads cost no stacks.
     try {
-      fiber->stack_ = fiber->stack_size_ ? stack_pool_->allocate(fiber->stack_size_)
-                                         : stack_pool_->allocate();
+      fiber->stack_ = fiber->stack_size_
+                          ? stack_pool_->allocate(fiber->stack_size_)
+                          : stack_pool_->allocate();
     } catch (...) {
       fiber->set_exception(std::current_exception());
       fiber->finish();
@@ -211,8 +220,7 @@ void Worker::run(Fiber* fiber) noexcept {
   current_ = fiber;
   set_running_stack(&fiber->stack_);
   tsan_switch(fiber->tsan_fiber_);
-  asan_start_switch(&asan_fake_stack_, fiber->stack_.limit,
-                    fiber->stack_.size);
+  asan_start_switch(&asan_fake_stack_, fiber->stack_.limit, fiber->stack_.size);
   fiber->context_ = std::move(fiber->context_).resume();
   asan_finish_switch(asan_fake_stack_, nullptr, nullptr);
   set_running_stack(nullptr);
@@ -220,6 +228,7 @@ void Worker::run(Fiber* fiber) noexcept {
 
   switch (after_switch_) {
     case AfterSwitch::kFinish:
+      tsan_switch(tsan_fiber_);  // see the end of Fiber::entry
       tsan_destroy_fiber(fiber->tsan_fiber_);
       fiber->release();  // the scheduler's reference
       return;

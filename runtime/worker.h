@@ -96,7 +96,10 @@ class Worker {
   static constexpr std::uint32_t kMaxRunNextStreak = 16;
 
   void loop();
+  // The next fiber to run, parking when there is none (then nullptr).
   Fiber* find_work();
+  // One pass over every source of work, stealing if allowed to spin.
+  Fiber* find_runnable() noexcept;
   Fiber* take_from_global() noexcept;
   Fiber* steal() noexcept;
   void park();

@@ -1,0 +1,227 @@
+// GlobalQueue<T>: the one shared FIFO of runnable green threads.
+//
+// Design
+// ------
+// Every worker owns a bounded lock-free RunQueue (runtime/run_queue.h). Work
+// that does not fit there, or that does not come from a worker, goes here:
+//   * overflow: a worker whose ring is full moves the older half of it, plus
+//     the item it was pushing, here in one batch (RunQueue::push_back);
+//   * injection: a non-worker thread (a timer, the reactor, a foreign thread
+//     waking a green thread) pushes here;
+//   * fairness: a worker looks here every few dozen scheduling rounds even when
+//     its own queue is busy, so nothing here starves.
+// It is Go's global run queue (`sched.runq` in src/runtime/proc.go: runqputslow
+// feeds it, globrunqput/globrunqget use it) and Tokio's `Inject` queue
+// (tokio/src/runtime/scheduler/inject.rs). Both are an intrusive linked list
+// under a mutex, as here: the queue is off the hot path (the local rings are
+// the hot path), so a lock costs little and keeps batches O(1) to splice.
+//
+// The list is intrusive: T has a member `T* queue_next`, used only while the
+// item sits in this queue (or in a batch being handed to it), so pushing never
+// allocates and never fails.
+//
+// Invariants (hold whenever mutex_ is free)
+// ---------------------------------------
+//   1. head_ == nullptr  <=>  tail_ == nullptr  <=>  size_ == 0.
+//   2. Following queue_next from head_ reaches tail_ after size_ - 1 steps,
+//      and tail_->queue_next == nullptr.
+//   3. size_ is written only with mutex_ held; it may be read without it.
+//   4. An item is in at most one queue (this one, a RunQueue ring, or a
+//      RunQueue run-next slot) at a time; the scheduler guarantees it.
+//
+// Memory order of size_
+// ---------------------
+// size() is a lock-free hint so an idle check needs no lock. Writers store it
+// with relaxed order under the mutex; readers load it relaxed. That is enough
+// for the scheduler's parking protocol, which puts a seq_cst fence between
+// "publish work" (a push, sequenced before its fence) and "look for idle
+// workers", and another between "announce I am idle" and "re-check the
+// queues": two seq_cst fences order the relaxed accesses around them, so at
+// least one side sees the other. A reader that needs the items themselves
+// takes the lock (pop, pop_batch_into), which is authoritative and makes the
+// items' contents visible (the mutex's acquire pairs with the pusher's
+// unlock).
+//
+// Usage (scheduler side):
+//   GlobalQueue<GreenThread> global;
+//   global.push(woken);                          // from any thread
+//   if (T* t = global.pop_batch_into(local_queue, global.size() / workers + 1))
+//     run(t);                                    // local_queue got the rest
+#ifndef GREEN_RUNTIME_GLOBAL_QUEUE_H_
+#define GREEN_RUNTIME_GLOBAL_QUEUE_H_
+
+#include <algorithm>
+#include <atomic>
+#include <cassert>
+#include <cstddef>
+#include <mutex>
+#include <type_traits>
+
+#include "runtime/thread_annotations.h"
+
+namespace green::detail {
+
+// Defined in runtime/run_queue.h, which includes this header; declared here so
+// that this header stands alone (pop_batch_into is a template, so RunQueue
+// needs to be complete only where it is instantiated).
+template <typename T, std::size_t Capacity>
+class RunQueue;
+
+template <typename T>
+class GlobalQueue {
+ public:
+  GlobalQueue() noexcept = default;
+  GlobalQueue(const GlobalQueue&) = delete;
+  GlobalQueue& operator=(const GlobalQueue&) = delete;
+  // The queue does not own its items: destroying a non-empty queue only
+  // forgets them (the scheduler drains it at shutdown).
+  ~GlobalQueue() = default;
+
+  // Appends `item`. Any thread.
+  void push(T* item) noexcept GREEN_EXCLUDES(mutex_) {
+    assert(item != nullptr);
+    item->queue_next = nullptr;  // Not yet visible to anyone: no lock needed.
+    Lock lock(mutex_);
+    append_locked(item, item, 1);
+  }
+
+  // Appends the chain first -> ... -> last (linked through queue_next, in
+  // FIFO order, `count` items) in one step. Any thread; the caller owns the
+  // chain until this returns.
+  void push_batch(T* first, T* last, std::size_t count) noexcept
+      GREEN_EXCLUDES(mutex_) {
+    assert(first != nullptr && last != nullptr && count > 0);
+    assert(chain_length(first, last) == count);
+    last->queue_next = nullptr;
+    Lock lock(mutex_);
+    append_locked(first, last, count);
+  }
+
+  // Removes and returns the oldest item, or nullptr if empty. Any thread.
+  T* pop() noexcept GREEN_EXCLUDES(mutex_) {
+    Lock lock(mutex_);
+    if (head_ == nullptr) return nullptr;
+    return detach_locked(1);
+  }
+
+  // Removes up to `max` + 1 of the oldest items: the first is returned, to be
+  // run directly; the others go, in FIFO order, into `destination`, a queue
+  // owned by the calling worker. Returns nullptr if empty. The caller passes
+  // the fairness bound (Go's globrunqget uses size() / workers + 1, so one
+  // worker does not take everything); this also never moves more than half a
+  // ring, as globrunqget, nor more than `destination` has room for, so
+  // nothing overflows straight back here.
+  template <std::size_t Capacity>
+  T* pop_batch_into(RunQueue<T, Capacity>& destination,
+                    std::size_t max) noexcept GREEN_EXCLUDES(mutex_) {
+    // Room in the destination ring. The caller owns it, so it can only gain
+    // room (thieves take) until we push: the figure is safe to use later.
+    const std::size_t used = destination.size();
+    const std::size_t room = used < Capacity ? Capacity - used : 0;
+    const std::size_t to_move = std::min({max, room, Capacity / 2});
+    T* chain;
+    {
+      Lock lock(mutex_);
+      if (head_ == nullptr) return nullptr;
+      chain = detach_locked(
+          std::min(to_move + 1, size_.load(std::memory_order_relaxed)));
+    }
+    // The chain is ours now; fill the ring outside the lock.
+    T* const run_now = chain;
+    chain = chain->queue_next;
+    run_now->queue_next = nullptr;
+    while (chain != nullptr) {
+      T* const item = chain;
+      chain = chain->queue_next;
+      item->queue_next = nullptr;
+      destination.push_back(item, *this);  // Fits: see `room` above.
+    }
+    return run_now;
+  }
+
+  // Number of items; exact when no other thread is pushing or popping, a hint
+  // otherwise (see "Memory order of size_" above). Any thread, lock-free.
+  std::size_t size() const noexcept {
+    // relaxed: a hint; pairs with the relaxed stores in append_locked and
+    // detach_locked through the scheduler's seq_cst fences, not by itself.
+    return size_.load(std::memory_order_relaxed);
+  }
+  bool empty() const noexcept { return size() == 0; }
+
+ private:
+  // std::mutex carries no capability attribute in libstdc++, so clang could
+  // not check GREEN_GUARDED_BY against it; these two thin wrappers can.
+  class GREEN_CAPABILITY("mutex") Mutex {
+   public:
+    void lock() noexcept GREEN_ACQUIRE() { mutex_.lock(); }
+    void unlock() noexcept GREEN_RELEASE() { mutex_.unlock(); }
+
+   private:
+    std::mutex mutex_;
+  };
+  class GREEN_SCOPED_CAPABILITY Lock {
+   public:
+    explicit Lock(Mutex& mutex) noexcept GREEN_ACQUIRE(mutex) : mutex_(mutex) {
+      mutex_.lock();
+    }
+    ~Lock() GREEN_RELEASE() { mutex_.unlock(); }
+    Lock(const Lock&) = delete;
+    Lock& operator=(const Lock&) = delete;
+
+   private:
+    Mutex& mutex_;
+  };
+
+  void append_locked(T* first, T* last, std::size_t count) noexcept
+      GREEN_REQUIRES(mutex_) {
+    static_assert(std::is_same_v<decltype(T::queue_next), T*>,
+                  "GlobalQueue<T> needs a member `T* queue_next`");
+    if (tail_ == nullptr) {
+      head_ = first;
+    } else {
+      tail_->queue_next = first;
+    }
+    tail_ = last;
+    // relaxed: writers are serialised by mutex_, so a load + store (no RMW)
+    // is exact; lock-free readers only want a hint (see size()).
+    size_.store(size_.load(std::memory_order_relaxed) + count,
+                std::memory_order_relaxed);
+  }
+
+  // Unlinks the `count` oldest items (1 <= count <= size_) and returns them
+  // as a chain ending in nullptr.
+  T* detach_locked(std::size_t count) noexcept GREEN_REQUIRES(mutex_) {
+    // relaxed: we hold mutex_, the only writer; same reasoning as above.
+    const std::size_t size = size_.load(std::memory_order_relaxed);
+    assert(count >= 1 && count <= size);
+    T* const first = head_;
+    T* last = first;
+    for (std::size_t i = 1; i < count; ++i) last = last->queue_next;
+    head_ = last->queue_next;
+    if (head_ == nullptr) tail_ = nullptr;
+    last->queue_next = nullptr;
+    size_.store(size - count, std::memory_order_relaxed);  // As above.
+    return first;
+  }
+
+  // Debug check of push_batch's contract; walks the caller's private chain.
+  static std::size_t chain_length(T* first, T* last) noexcept {
+    std::size_t n = 1;
+    for (T* item = first; item != last; item = item->queue_next) ++n;
+    return n;
+  }
+
+  // Guards the list links: head_, tail_ and queue_next of every item in the
+  // list, and all writes to size_. Taken only on overflow, on injection from
+  // non-workers and on a worker's periodic fairness check, so contention is
+  // low; Go uses sched.lock the same way.
+  Mutex mutex_;
+  T* head_ GREEN_GUARDED_BY(mutex_) = nullptr;  // Oldest item, next to pop.
+  T* tail_ GREEN_GUARDED_BY(mutex_) = nullptr;  // Newest item.
+  // Written under mutex_, read without it (invariant 3).
+  std::atomic<std::size_t> size_{0};
+};
+
+}  // namespace green::detail
+
+#endif  // GREEN_RUNTIME_GLOBAL_QUEUE_H_

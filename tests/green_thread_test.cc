@@ -1,0 +1,358 @@
+// The green-thread API: spawn/wait, exceptions, ordering, kill, cancel,
+// link, locals, and calls from the wrong place. Sync tests run with 1, 2
+// and 4 workers.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "catch2/catch.hpp"
+#include "green/green.h"
+#include "tests/test_support.h"
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+green::Options with_workers(std::size_t workers) {
+  green::Options options;
+  options.workers = workers;
+  return options;
+}
+
+}  // namespace
+
+TEST_CASE("spawn returns values through wait", "[green_thread]") {
+  const std::size_t workers = GENERATE(1, 2, 4);
+  const int sum = green::run(
+      [] {
+        std::vector<green::GreenThread<int>> threads;
+        for (int i = 0; i < 100; ++i) {
+          threads.push_back(green::spawn([](int x) { return x * x; }, i));
+        }
+        int total = 0;
+        for (auto& t : threads) total += t.wait();
+        return total;
+      },
+      with_workers(workers));
+  CHECK(sum == 328350);  // sum of squares 0..99
+}
+
+TEST_CASE("wait rethrows the green thread's exception", "[green_thread]") {
+  const std::size_t workers = GENERATE(1, 2);
+  green::run(
+      [] {
+        auto t = green::spawn([]() -> int {
+          green::sleep(1ms);
+          throw std::runtime_error("boom in green thread");
+        });
+        CHECK_THROWS_WITH(t.wait(), "boom in green thread");
+        // The result stays: a second wait rethrows again.
+        CHECK_THROWS_AS(t.wait(), std::runtime_error);
+        CHECK(t.dead());
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("void and move-only results", "[green_thread]") {
+  green::run([] {
+    bool ran = false;
+    auto v = green::spawn([&ran] { ran = true; });
+    v.wait();
+    CHECK(ran);
+    auto m = green::spawn([] { return std::make_unique<int>(7); });
+    std::unique_ptr<int> p = m.wait();
+    REQUIRE(p);
+    CHECK(*p == 7);
+    CHECK_THROWS_AS(m.wait(), std::logic_error);  // taken already
+  });
+}
+
+TEST_CASE("an exception escaping main comes out of run", "[green_thread]") {
+  CHECK_THROWS_WITH(
+      green::run([]() -> int { throw std::runtime_error("main"); }), "main");
+  // And a second runtime works after the first one ended.
+  CHECK(green::run([] { return 5; }) == 5);
+}
+
+TEST_CASE("yields on one worker interleave in spawn order", "[green_thread]") {
+  std::string order = green::run(
+      [] {
+        std::string trace;
+        std::vector<green::GreenThread<void>> threads;
+        for (char name : std::string("ABC")) {
+          threads.push_back(green::spawn([&trace, name] {
+            for (int round = 0; round < 3; ++round) {
+              trace += name;
+              green::sleep(0ms);
+            }
+          }));
+        }
+        for (auto& t : threads) t.wait();
+        return trace;
+      },
+      with_workers(1));
+  CHECK(order == "ABCABCABC");
+}
+
+TEST_CASE("sleep lasts at least its duration, within generous bounds",
+          "[green_thread]") {
+  green::run([] {
+    const auto start = Clock::now();
+    green::sleep(50ms);
+    const auto elapsed = Clock::now() - start;
+    CHECK(elapsed >= 50ms);
+    CHECK(elapsed < 1s);
+  });
+}
+
+TEST_CASE("kill before start: the function never runs", "[green_thread]") {
+  green::run(
+      [] {
+        bool ran = false;
+        auto t = green::spawn([&ran] { ran = true; });
+        t.kill();
+        CHECK(t.dead());
+        CHECK_FALSE(ran);
+        CHECK_THROWS_AS(t.wait(), green::GreenletExit);
+        t.kill();  // killing a dead green thread does nothing
+      },
+      with_workers(1));
+}
+
+TEST_CASE("kill while sleeping runs the target's handler before returning",
+          "[green_thread]") {
+  const std::size_t workers = GENERATE(1, 2);
+  green::run(
+      [] {
+        green::testing::Signal started;
+        bool handler_ran = false;
+        auto t = green::spawn([&] {
+          started.post();
+          try {
+            green::sleep(10s);
+          } catch (const green::GreenletExit&) {
+            handler_ran = true;
+            throw;
+          }
+        });
+        started.wait();
+        const auto start = Clock::now();
+        t.kill();
+        CHECK(handler_ran);  // Eventlet's test_kill checks this too
+        CHECK(Clock::now() - start < 1s);
+        CHECK_THROWS_AS(t.wait(), green::GreenletExit);
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("kill_async does not wait; killing yourself throws",
+          "[green_thread]") {
+  green::run([] {
+    green::testing::Signal started;
+    auto t = green::spawn([&] {
+      started.post();
+      green::sleep(10s);
+    });
+    started.wait();
+    t.kill_async();
+    CHECK_THROWS_AS(t.wait(), green::GreenletExit);
+
+    green::testing::Signal handle_ready;
+    auto self = std::make_shared<green::GreenThread<bool>>();
+    *self = green::spawn([&handle_ready, self] {
+      handle_ready.wait();
+      try {
+        self->kill();
+      } catch (const green::GreenletExit&) {
+        return true;
+      }
+      return false;
+    });
+    handle_ready.post();
+    CHECK(self->wait());
+
+    green::GreenThread<void> empty;
+    CHECK_THROWS_AS(empty.kill(), std::logic_error);
+  });
+}
+
+TEST_CASE("spawn_after runs after the delay; cancel stops it",
+          "[green_thread]") {
+  green::run([] {
+    const auto start = Clock::now();
+    auto later =
+        green::spawn_after(50ms, [start] { return Clock::now() - start; });
+    const auto waited = later.wait();
+    CHECK(waited >= 50ms);
+    CHECK(waited < 2s);
+
+    bool ran = false;
+    auto cancelled = green::spawn_after(50ms, [&ran] { ran = true; });
+    CHECK(cancelled.cancel());
+    CHECK_THROWS_AS(cancelled.wait(), green::GreenletExit);
+    CHECK_FALSE(ran);
+
+    auto started = green::spawn_after(1ms, [] { return 3; });
+    CHECK(started.wait() == 3);
+    CHECK_FALSE(started.cancel());  // too late: it ran
+  });
+}
+
+TEST_CASE("wait from a plain std::thread", "[green_thread]") {
+  const std::size_t workers = GENERATE(1, 2);
+  green::run(
+      [] {
+        auto t = green::spawn([] {
+          green::sleep(20ms);
+          return 7;
+        });
+        auto failing = green::spawn([]() -> int {
+          green::sleep(5ms);
+          throw std::runtime_error("from green");
+        });
+        int seen = 0;
+        std::string error;
+        std::thread os_thread([&] {
+          seen = t.wait();
+          try {
+            failing.wait();
+          } catch (const std::exception& e) {
+            error = e.what();
+          }
+        });
+        t.wait();
+        CHECK_THROWS(failing.wait());
+        os_thread.join();
+        CHECK(seen == 7);
+        CHECK(error == "from green");
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("spawn from a plain thread while the runtime runs",
+          "[green_thread]") {
+  green::run([] {
+    int value = 0;
+    std::thread os_thread([&] {
+      auto t = green::spawn([] { return 11; });
+      value = t.wait();
+    });
+    // Park this green thread until the OS thread is done, without blocking
+    // the worker: the OS thread posts to us.
+    green::testing::Signal done;
+    auto watcher = std::thread([&] {
+      os_thread.join();
+      done.post();
+    });
+    done.wait();
+    watcher.join();
+    CHECK(value == 11);
+  });
+}
+
+TEST_CASE("green API outside the runtime throws logic_error naming the call",
+          "[green_thread]") {
+  CHECK_THROWS_WITH(green::sleep(1ms), Catch::Contains("green::sleep") &&
+                                           Catch::Contains("outside"));
+  CHECK_THROWS_WITH(green::spawn([] {}), Catch::Contains("green::spawn"));
+  CHECK_THROWS_WITH(green::spawn_n([] {}), Catch::Contains("green::spawn_n"));
+  CHECK_THROWS_WITH(green::spawn_after(1ms, [] {}),
+                    Catch::Contains("green::spawn_after"));
+  CHECK_THROWS_AS(green::current(), std::logic_error);
+  CHECK_THROWS_AS(green::worker_id(), std::logic_error);
+  green::local<int> slot;
+  CHECK_THROWS_AS(slot.get(), std::logic_error);
+  CHECK_FALSE(green::in_green_thread());
+  // run() inside run() is refused too.
+  green::run([] {
+    CHECK(green::in_green_thread());
+    CHECK_THROWS_AS(green::run([] {}), std::logic_error);
+  });
+}
+
+TEST_CASE("spawn_n exceptions are reported and the process goes on",
+          "[green_thread]") {
+  green::testing::StderrCapture capture;
+  const int after = green::run([] {
+    green::testing::Signal done;
+    green::spawn_n([&done] {
+      struct PostOnExit {
+        green::testing::Signal& signal;
+        ~PostOnExit() { signal.post(); }
+      } post{done};
+      throw std::runtime_error("spawn_n failure");
+    });
+    done.wait();
+    return green::spawn([] { return 1; }).wait();
+  });
+  const std::string text = capture.text();
+  CHECK(after == 1);
+  CHECK_THAT(text, Catch::Contains("spawn_n failure") &&
+                       Catch::Contains("green thread #"));
+}
+
+TEST_CASE("link runs callbacks at the end; unlink removes them",
+          "[green_thread]") {
+  green::run([] {
+    green::testing::Signal gate;
+    int linked_value = 0;
+    bool unlinked_ran = false;
+    auto t = green::spawn([&gate] {
+      gate.wait();
+      return 9;
+    });
+    t.link([&](green::GreenThread<int> done) { linked_value = done.wait(); });
+    auto id = t.link([&](green::GreenThread<int>) { unlinked_ran = true; });
+    CHECK(t.unlink(id));
+    CHECK_FALSE(t.unlink(id));
+    gate.post();
+    t.wait();
+    CHECK(linked_value == 9);
+    CHECK_FALSE(unlinked_ran);
+    // Linking to a dead green thread calls back at once.
+    bool immediate = false;
+    t.link([&](green::GreenThread<int>) { immediate = true; });
+    CHECK(immediate);
+  });
+}
+
+TEST_CASE("green::local is per green thread", "[green_thread]") {
+  static green::local<std::string> name;
+  green::run(
+      [] {
+        std::vector<green::GreenThread<bool>> threads;
+        for (int i = 0; i < 50; ++i) {
+          threads.push_back(green::spawn([i] {
+            *name = "thread-" + std::to_string(i);
+            for (int round = 0; round < 5; ++round) {
+              green::sleep(0ms);
+              if (*name != "thread-" + std::to_string(i)) return false;
+            }
+            return true;
+          }));
+        }
+        for (auto& t : threads) CHECK(t.wait());
+        CHECK(name->empty());  // main's own slot is untouched
+      },
+      with_workers(2));
+}
+
+TEST_CASE("current() and worker_id() describe the caller", "[green_thread]") {
+  green::run(
+      [] {
+        auto a = green::spawn([] { return green::current(); });
+        auto b = green::spawn([] { return green::current(); });
+        CHECK(a.wait() == a.id());
+        CHECK(b.wait() == b.id());
+        CHECK(a.id() != b.id());
+        CHECK(green::current() != a.id());
+        CHECK(a.id().name().rfind("green-thread-", 0) == 0);
+        CHECK(green::worker_id() < 3);
+      },
+      with_workers(3));
+}
