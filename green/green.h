@@ -11,10 +11,12 @@
 #ifndef GREEN_GREEN_H_
 #define GREEN_GREEN_H_
 
+#include "net/net.h"
 #include "runtime/errors.h"
 #include "runtime/green_thread.h"
 #include "runtime/local.h"
 #include "runtime/options.h"
 #include "runtime/run.h"
+#include "sync/sync.h"
 
 #endif  // GREEN_GREEN_H_

@@ -162,6 +162,16 @@ void Fiber::request_kill() {
   interrupt(std::make_exception_ptr(GreenletExit{}), true);
 }
 
+bool Fiber::withdraw_interrupt(const std::exception_ptr& exception) noexcept {
+  std::lock_guard<SpinLock> guard(lock_);
+  if (!interrupt_ || interrupt_ != exception) return false;
+  interrupt_ = nullptr;
+  interrupt_is_kill_ = false;
+  // relaxed: under lock_, like every change of the bit with its payload.
+  state_.fetch_and(~kInterruptPending, std::memory_order_relaxed);
+  return true;
+}
+
 bool Fiber::cancel_if_not_started() {
   std::lock_guard<SpinLock> guard(lock_);
   return post_interrupt(std::make_exception_ptr(GreenletExit{}), true, true);

@@ -110,6 +110,11 @@ class Fiber {
   void interrupt(std::exception_ptr exception, bool is_kill);
   // Posts a kill (GreenletExit) without waiting for it to be handled.
   void request_kill();
+  // Takes back `exception` if it is still the pending, undelivered
+  // interrupt (same exception object); returns whether it was. A Timeout
+  // whose scope ends calls this so that a deadline which fired just
+  // before cannot strike after the scope.
+  bool withdraw_interrupt(const std::exception_ptr& exception) noexcept;
   // Like interrupt(GreenletExit) but only if the fiber has not started its
   // function yet; returns whether it had not.
   bool cancel_if_not_started();
