@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -281,15 +282,41 @@ struct sigaction g_old_segv;
 struct sigaction g_old_bus;
 std::size_t g_page = 0;
 
-void overflow_handler(int sig, siginfo_t* info, void* /*context*/) {
+// How far below an unguarded stack's limit a stack pointer still counts as
+// that stack's overflow: far more than any frame, far less than the
+// distance to unrelated memory a wild pointer would hit.
+constexpr std::uintptr_t kOverflowReach = std::uintptr_t{256} << 20;
+
+std::uintptr_t stack_pointer_of(void* context) noexcept {
+  const auto* uc = static_cast<const ucontext_t*>(context);
+#if defined(__x86_64__)
+  return static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+#elif defined(__aarch64__)
+  return static_cast<std::uintptr_t>(uc->uc_mcontext.sp);
+#else
+  (void)uc;
+  return 0;
+#endif
+}
+
+void overflow_handler(int sig, siginfo_t* info, void* context) {
   const Stack* s = tls_running_stack;
-  if (s != nullptr && s->guarded) {
-    // The guard page lies in the page below the one holding `limit`
-    // (directly below it, or below slab slot 0's pad).
-    auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
-    auto guard_end = reinterpret_cast<std::uintptr_t>(s->limit);
-    guard_end -= guard_end % g_page;
-    if (addr < guard_end && addr >= guard_end - g_page) {
+  if (s != nullptr) {
+    const auto limit = reinterpret_cast<std::uintptr_t>(s->limit);
+    if (s->guarded) {
+      // The guard page lies in the page below the one holding `limit`
+      // (directly below it, or below slab slot 0's pad).
+      auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+      auto guard_end = limit - limit % g_page;
+      if (addr < guard_end && addr >= guard_end - g_page) {
+        report_stack_overflow(*s);
+      }
+    }
+    // An unguarded stack has no guard page of its own: a runaway recursion
+    // runs through the slots below it until it faults somewhere. The
+    // stack pointer then still lies below the running stack's limit.
+    const std::uintptr_t sp = stack_pointer_of(context);
+    if (sp != 0 && sp < limit && limit - sp < kOverflowReach) {
       report_stack_overflow(*s);
     }
   }

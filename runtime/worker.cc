@@ -22,6 +22,8 @@ struct StackReturn {
     std::abort();  // never called: stacks are preallocated
   }
   void deallocate(boost::context::stack_context&) noexcept {
+    // The fiber's last switch: check its canary like every other.
+    if (!canary_intact(*stack)) report_stack_overflow(*stack);
     current_worker()->stack_pool().deallocate(*stack);
     *stack = Stack{};
   }
