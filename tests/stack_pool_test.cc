@@ -217,7 +217,13 @@ TEST_CASE("20,000 unguarded stacks coexist without committing memory") {
   // Each stack touched one page, for its canary (that page also holds the
   // top of the stack below, so a busy slab pays no extra page for
   // canaries), not the 18 pages of a committed 72 KiB stack.
+#if !defined(__SANITIZE_THREAD__)
+  // (Not under TSan: its shadow memory for the canary writes is resident
+  // too and counts against the process.)
   REQUIRE(grown <= kStacks + kStacks / 8);
+#else
+  (void)grown;
+#endif
 
   for (const Stack& s : stacks) pool.deallocate(s);
 }
