@@ -164,11 +164,21 @@ std::uintptr_t free_entry(char* limit, bool slot_zero) {
 // The stacks of one size, in slabs that are never unmapped.
 struct Arena {
   // Limits of the free stacks; LIFO so that a recently freed stack, whose
-  // top page is still resident, is reused first. Capacity >= slots, so a
+  // pages are still resident, is reused first. Capacity >= slots, so a
   // push (in deallocate, noexcept) never allocates.
   std::vector<std::uintptr_t> free;  // see free_entry()
   std::size_t slots = 0;             // stacks in all slabs of this size
+  // The last `dirty` entries of `free` still hold their touched pages.
+  std::size_t dirty = 0;
 };
+
+// Freed slab stacks keep their pages until kSlabReleaseBatch of them have
+// gathered; then they are released together, sorted by address, one
+// madvise per run of neighbours. Measured (a million sleepers waking at
+// once, 2 cores): one madvise per stack -- a TLB shoot-down each -- took
+// half the run time; batches of 256 still 45%; batches of 4096 coalesce
+// into long runs. What free stacks may hold is capped at that many stacks'
+// touched pages per stack size (~16-32 MiB at the default size).
 
 struct Slabs {
   std::mutex mu;
@@ -235,36 +245,78 @@ Stack carve_from_slab(std::size_t size) {
     if (arena.free.empty()) add_slab(arena, size);
     entry = arena.free.back();
     arena.free.pop_back();
+    if (arena.dirty > 0) --arena.dirty;
   }
   return Stack{reinterpret_cast<char*>(entry & ~kSlotZeroTag), size,
                /*guarded=*/(entry & kSlotZeroTag) != 0};
 }
 
-void return_to_slab(const Stack& s) noexcept {
-  // Give back the pages that lie entirely within the stack; the partial
-  // pages at either end are shared with the neighbours (and hold canaries).
-  char* lo = page_up(s.limit);
-  char* hi = page_down(s.top());
-  if (hi > lo) ::madvise(lo, static_cast<std::size_t>(hi - lo), MADV_DONTNEED);
-  Slabs& slabs_ref = slabs();
-  std::lock_guard<std::mutex> lock(slabs_ref.mu);
-  auto it = slabs_ref.arenas.find(s.size);
-  if (it == slabs_ref.arenas.end()) {
-    static constexpr char kMsg[] =
-        "green: StackPool::deallocate of a stack it did not allocate\n";
-    write_all(kMsg, sizeof kMsg - 1);
-    std::abort();
+// Releases the pages of `count` free stacks of `size` bytes (limits in
+// `entries`, tags included): sorted by address, so that neighbouring free
+// stacks go back in one call. Only pages lying entirely within a run of
+// free stacks are released; the partial pages at a run's ends are shared
+// with stacks that may be in use (and hold their canaries).
+void release_pages(std::uintptr_t* entries, std::size_t count,
+                   std::size_t size) noexcept {
+  std::sort(entries, entries + count);
+  std::size_t first = 0;
+  for (std::size_t i = 1; i <= count; ++i) {
+    char* previous_top =
+        reinterpret_cast<char*>(entries[i - 1] & ~kSlotZeroTag) + size;
+    if (i < count) {
+      char* limit = reinterpret_cast<char*>(entries[i] & ~kSlotZeroTag);
+      // Neighbours are one canary zone apart (two where a pad was added).
+      if (limit > previous_top &&
+          limit - previous_top <= 2 * kCanaryZoneBytes) {
+        continue;
+      }
+    }
+    char* lo = page_up(reinterpret_cast<char*>(entries[first] & ~kSlotZeroTag));
+    char* hi = page_down(previous_top);
+    if (hi > lo) {
+      ::madvise(lo, static_cast<std::size_t>(hi - lo), MADV_DONTNEED);
+    }
+    first = i;
   }
-  // Within capacity (Arena::free): no allocation.
-  it->second.free.push_back(free_entry(s.limit, s.guarded));
+}
+
+void return_to_slab(const Stack& s, std::uintptr_t* batch) noexcept {
+  std::size_t batch_size = 0;
+  Slabs& slabs_ref = slabs();
+  {
+    std::lock_guard<std::mutex> lock(slabs_ref.mu);
+    auto it = slabs_ref.arenas.find(s.size);
+    if (it == slabs_ref.arenas.end()) {
+      static constexpr char kMsg[] =
+          "green: StackPool::deallocate of a stack it did not allocate\n";
+      write_all(kMsg, sizeof kMsg - 1);
+      std::abort();
+    }
+    Arena& arena = it->second;
+    // Within capacity (Arena::free): no allocation.
+    arena.free.push_back(free_entry(s.limit, s.guarded));
+    if (++arena.dirty < kSlabReleaseBatch) return;
+    // Take the dirty stacks out of the free list while their pages are
+    // released without the lock, so nobody is handed one meanwhile.
+    batch_size = arena.dirty;
+    std::copy(arena.free.end() - batch_size, arena.free.end(), batch);
+    arena.free.resize(arena.free.size() - batch_size);
+    arena.dirty = 0;
+  }
+  release_pages(batch, batch_size, s.size);
+  std::lock_guard<std::mutex> lock(slabs_ref.mu);
+  Arena& arena = slabs_ref.arenas.find(s.size)->second;
+  // Clean entries go below the dirty ones, which are better to reuse first.
+  arena.free.insert(arena.free.end() - arena.dirty, batch, batch + batch_size);
 }
 
 // Back to the process: unmapped, or to its slab.
-void release(const Stack& s) noexcept {
+// `scratch` holds kSlabReleaseBatch entries (StackPool::release_scratch_).
+void release(const Stack& s, std::uintptr_t* scratch) noexcept {
   if (page_aligned(s.limit)) {
     unmap_guarded(s);  // invariant 2: only stacks with their own guard
   } else {
-    return_to_slab(s);
+    return_to_slab(s, scratch);
   }
 }
 
@@ -422,10 +474,11 @@ StackPool::StackPool(std::size_t default_stack_size, std::size_t cache_limit)
     : default_size_(round_stack_size(default_stack_size)),
       cache_limit_(cache_limit) {
   cache_.reserve(cache_limit_);
+  release_scratch_ = std::make_unique<std::uintptr_t[]>(kSlabReleaseBatch);
 }
 
 StackPool::~StackPool() {
-  for (const Stack& s : cache_) release(s);
+  for (const Stack& s : cache_) release(s, release_scratch_.get());
 }
 
 Stack StackPool::allocate() { return allocate(default_size_); }
@@ -450,7 +503,7 @@ void StackPool::deallocate(Stack stack) noexcept {
   if (stack.size == default_size_ && cache_.size() < cache_limit_) {
     cache_.push_back(stack);  // within the reserved capacity
   } else {
-    release(stack);
+    release(stack, release_scratch_.get());
   }
 }
 

@@ -72,6 +72,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 namespace green::detail {
@@ -123,6 +124,9 @@ class StackPool {
   std::size_t default_size_;
   std::size_t cache_limit_;
   std::vector<Stack> cache_;  // capacity cache_limit_: push never allocates
+  // Room to release a batch of slab stacks from deallocate() (noexcept)
+  // without allocating or using much of the caller's stack.
+  std::unique_ptr<std::uintptr_t[]> release_scratch_;
 };
 
 // True unless an overflow of an unguarded stack hit its canary. Always true
@@ -169,6 +173,9 @@ inline constexpr std::size_t kMaxStackSize = std::size_t{1} << 30;
 // The zone below a slab stack's limit that holds its canary: 64 bytes, one
 // cache line, keeps top() 16-byte aligned and leaves slack below the magic.
 inline constexpr std::size_t kCanaryZoneBytes = 64;
+// Freed slab stacks are released to the kernel this many at a time
+// (stack_pool.cc, kReleaseBatch).
+inline constexpr std::size_t kSlabReleaseBatch = 4096;
 // Arbitrary, but unlikely to be written by a program: not a small integer,
 // not a canonical user-space pointer, not a repeated byte.
 inline constexpr std::uint64_t kStackCanary = 0xC0DE57AC4B1E5EEDull;

@@ -253,35 +253,42 @@ TEST_CASE("an overflow into the canary zone breaks the canary") {
   pool.deallocate(again);
 }
 
-TEST_CASE("a slab stack's pages are released when it returns to the slab") {
+TEST_CASE("freed slab stacks release their pages in batches") {
   LimitGuard limit(0);
   StackPool pool(40 << 10, /*cache_limit=*/1);  // this test's own arena
   const std::size_t page = page_size();
-  Stack slot0 = pool.allocate();
-  Stack s = pool.allocate();
-  REQUIRE_FALSE(s.guarded);
-  std::memset(s.limit, 0xAB, s.size);
-  pool.deallocate(s);  // to the cache: pages kept
-  Stack cached = pool.allocate();
-  REQUIRE(cached.limit == s.limit);
-  REQUIRE(static_cast<unsigned char>(cached.limit[page]) == 0xAB);
-
-  pool.deallocate(slot0);  // fills the cache
-  pool.deallocate(s);      // the cache is full: to the slab, MADV_DONTNEED
-  REQUIRE(pool.allocate().limit == slot0.limit);  // from the cache
+  constexpr std::size_t kCount = kSlabReleaseBatch + 40;
+  std::vector<Stack> stacks;
+  for (std::size_t i = 0; i < kCount + 1; ++i) {
+    stacks.push_back(pool.allocate());
+    std::memset(stacks.back().limit, 0xAB, stacks.back().size);
+  }
+  // stacks[0] is slot 0; keep it allocated so no run reaches the slab's
+  // first page. stacks[1] goes to the cache; the next kSlabReleaseBatch to
+  // the slab, where the last of them releases the whole batch; the rest
+  // stay dirty (pages kept, cheap to reuse).
+  for (std::size_t i = 1; i <= kCount; ++i) pool.deallocate(stacks[i]);
+  auto first_whole_page = [&](const Stack& st) {
+    const std::uintptr_t misalign =
+        reinterpret_cast<std::uintptr_t>(st.limit) % page;
+    REQUIRE(misalign != 0);
+    return st.limit + (page - misalign);
+  };
+  CHECK(static_cast<unsigned char>(*first_whole_page(stacks[1])) == 0xAB);
+  std::size_t released = 0;
+  for (std::size_t i = 2; i < 2 + kSlabReleaseBatch; ++i) {
+    released += *first_whole_page(stacks[i]) == 0 &&
+                stacks[i].top()[-static_cast<std::ptrdiff_t>(page) - 1] == 0;
+  }
+  CHECK(released == kSlabReleaseBatch);
+  for (std::size_t i = 2 + kSlabReleaseBatch; i <= kCount; ++i) {
+    CHECK(static_cast<unsigned char>(*first_whole_page(stacks[i])) == 0xAB);
+  }
+  // A reused stack gets a fresh canary whatever happened to its pages.
   Stack reused = pool.allocate();
-  REQUIRE(reused.limit == s.limit);  // the arena is LIFO too
-  // Whole pages inside the stack read as zero again; the partial top page,
-  // shared with the canary zone above, was kept.
-  const std::uintptr_t misalign =
-      reinterpret_cast<std::uintptr_t>(s.limit) % page;
-  REQUIRE(misalign != 0);
-  REQUIRE(s.limit[page - misalign] == 0);  // first whole page
-  REQUIRE(s.top()[-static_cast<std::ptrdiff_t>(page) - 1] == 0);  // last
-  REQUIRE(static_cast<unsigned char>(s.top()[-1]) == 0xAB);
-  REQUIRE(canary_intact(reused));
+  CHECK(canary_intact(reused));
   pool.deallocate(reused);
-  pool.deallocate(slot0);
+  pool.deallocate(stacks[0]);
 }
 
 // ---- Overflow handler, in fork()ed children --------------------------------
