@@ -28,11 +28,22 @@ Fiber* fiber_for(const char* call) {
 
 }  // namespace
 
-Scheduler& scheduler_for(const char* call) {
-  if (Fiber* fiber = current_fiber()) return fiber->scheduler();
-  Scheduler* scheduler = Scheduler::running();
-  if (!scheduler) throw_outside(call, "a running green runtime");
-  return *scheduler;
+SpawnTarget::SpawnTarget(const char* call) {
+  if (Fiber* fiber = current_fiber()) {
+    scheduler_ = &fiber->scheduler();
+    return;
+  }
+  Scheduler::outside_spawn_mutex().lock_shared();
+  scheduler_ = Scheduler::running();
+  if (!scheduler_ || scheduler_->closed_to_outside()) {
+    Scheduler::outside_spawn_mutex().unlock_shared();
+    throw_outside(call, "a running green runtime");
+  }
+  external_ = true;
+}
+
+SpawnTarget::~SpawnTarget() {
+  if (external_) Scheduler::outside_spawn_mutex().unlock_shared();
 }
 
 void submit(Scheduler& scheduler, Fiber* fiber) noexcept {

@@ -36,9 +36,24 @@ class GreenThread;
 
 namespace detail {
 
-// The scheduler to spawn into; throws std::logic_error naming `call`
-// outside a running runtime.
-Scheduler& scheduler_for(const char* call);
+// The scheduler to spawn into, held for the duration of one spawn. A green
+// thread spawns into its own runtime. A plain OS thread spawns into the
+// running runtime, and holds it open meanwhile: shutdown waits for spawns
+// under way from outside and refuses later ones, so no green thread can slip
+// into a runtime that already stopped (or is gone). Throws std::logic_error
+// naming `call` when there is no runtime to spawn into.
+class SpawnTarget {
+ public:
+  explicit SpawnTarget(const char* call);
+  ~SpawnTarget();
+  SpawnTarget(const SpawnTarget&) = delete;
+  SpawnTarget& operator=(const SpawnTarget&) = delete;
+  Scheduler& scheduler() const noexcept { return *scheduler_; }
+
+ private:
+  Scheduler* scheduler_ = nullptr;
+  bool external_ = false;
+};
 // Submits a new fiber to the runtime.
 void submit(Scheduler& scheduler, Fiber* fiber) noexcept;
 std::uint64_t next_fiber_id(Scheduler& scheduler) noexcept;
@@ -220,7 +235,8 @@ template <typename F, typename... Args>
 auto spawn(SpawnOptions options, F&& f, Args&&... args)
     -> GreenThread<detail::BoundResult<F, Args...>> {
   using R = detail::BoundResult<F, Args...>;
-  detail::Scheduler& scheduler = detail::scheduler_for("green::spawn");
+  detail::SpawnTarget target("green::spawn");
+  detail::Scheduler& scheduler = target.scheduler();
   auto fn = detail::bind_call(std::forward<F>(f), std::forward<Args>(args)...);
   auto* task = new detail::TaskImpl<R, decltype(fn)>(
       scheduler, detail::next_fiber_id(scheduler), options.stack_size,
@@ -241,7 +257,8 @@ auto spawn(F&& f, Args&&... args) {
 // id; the process and the other green threads go on.
 template <typename F, typename... Args>
 void spawn_n(SpawnOptions options, F&& f, Args&&... args) {
-  detail::Scheduler& scheduler = detail::scheduler_for("green::spawn_n");
+  detail::SpawnTarget target("green::spawn_n");
+  detail::Scheduler& scheduler = target.scheduler();
   auto fn = detail::bind_call(std::forward<F>(f), std::forward<Args>(args)...);
   auto* task = new detail::DetachedTask<decltype(fn)>(
       scheduler, detail::next_fiber_id(scheduler), options.stack_size,
@@ -261,7 +278,8 @@ auto spawn_after(std::chrono::duration<Rep, Period> delay, F&& f,
                  Args&&... args)
     -> GreenThread<detail::BoundResult<F, Args...>> {
   using R = detail::BoundResult<F, Args...>;
-  detail::Scheduler& scheduler = detail::scheduler_for("green::spawn_after");
+  detail::SpawnTarget target("green::spawn_after");
+  detail::Scheduler& scheduler = target.scheduler();
   auto fn = detail::bind_call(std::forward<F>(f), std::forward<Args>(args)...);
   auto* task = new detail::TaskImpl<R, decltype(fn)>(
       scheduler, detail::next_fiber_id(scheduler), 0, std::move(fn));

@@ -68,9 +68,18 @@ Scheduler::Scheduler(const Options& options) : stack_size_(options.stack_size) {
 }
 
 Scheduler::~Scheduler() {
+  {
+    // Exclusive: no outside spawn holds a pointer to us any more.
+    std::unique_lock<std::shared_mutex> lock(outside_spawn_mutex());
+    // release: pairs with the acquire in running().
+    running_scheduler.store(nullptr, std::memory_order_release);
+  }
   workers_.clear();  // joins (shutdown() already stopped them)
-  // release: pairs with the acquire in running().
-  running_scheduler.store(nullptr, std::memory_order_release);
+}
+
+std::shared_mutex& Scheduler::outside_spawn_mutex() noexcept {
+  static std::shared_mutex mutex;
+  return mutex;
 }
 
 Scheduler* Scheduler::running() noexcept {
@@ -193,6 +202,12 @@ void Scheduler::fiber_finished() noexcept {
 }
 
 void Scheduler::shutdown() {
+  {
+    // Waits for spawns from outside under way; refuses later ones, which
+    // would otherwise race with the workers' exit.
+    std::unique_lock<std::shared_mutex> lock(outside_spawn_mutex());
+    closed_to_outside_.store(true, std::memory_order_relaxed);
+  }
   // release: a fiber submitted after this sees it and is killed at once.
   stopping_.store(true, std::memory_order_release);
   // Kill what is left until nothing is. A green thread that catches

@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <vector>
 
 #include "runtime/fiber.h"
@@ -83,7 +84,15 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   // The runtime that is running now (one per process at a time), or null.
+  // A thread that is not one of its green threads may use the result only
+  // while it holds outside_spawn_mutex() shared (see SpawnTarget).
   static Scheduler* running() noexcept;
+  static std::shared_mutex& outside_spawn_mutex() noexcept;
+  // Set when shutdown begins: spawns from outside are refused from then on.
+  bool closed_to_outside() const noexcept {
+    // relaxed: written and read under outside_spawn_mutex().
+    return closed_to_outside_.load(std::memory_order_relaxed);
+  }
 
   std::size_t worker_count() const noexcept { return workers_.size(); }
   Worker& worker(std::size_t index) noexcept { return *workers_[index]; }
@@ -141,6 +150,7 @@ class Scheduler {
   std::vector<Worker*> parked_ GREEN_GUARDED_BY(parked_mutex_);
 
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> closed_to_outside_{false};
   std::atomic<bool> workers_exit_{false};
   std::mutex shutdown_mutex_;
   std::condition_variable shutdown_condition_;

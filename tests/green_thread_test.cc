@@ -356,3 +356,37 @@ TEST_CASE("current() and worker_id() describe the caller", "[green_thread]") {
       },
       with_workers(3));
 }
+
+TEST_CASE("spawning from a plain thread races safely with shutdown",
+          "[green_thread]") {
+  // An OS thread spawns and waits in a loop while run() ends under it:
+  // every spawn either runs (or is killed by the shutdown) or is refused
+  // with logic_error once the runtime closed -- none hangs or crashes.
+  std::atomic<int> spawned{0};
+  std::atomic<int> refused{0};
+  std::thread os_thread;
+  green::run(
+      [&] {
+        os_thread = std::thread([&] {
+          for (;;) {
+            try {
+              auto t = green::spawn([] { return 1; });
+              spawned.fetch_add(1);
+              try {
+                t.wait();
+              } catch (const green::GreenletExit&) {
+                // killed by the shutdown: fine
+              }
+            } catch (const std::logic_error&) {
+              refused.fetch_add(1);
+              return;
+            }
+          }
+        });
+        green::sleep(20ms);
+      },
+      with_workers(2));
+  os_thread.join();
+  CHECK(spawned.load() > 0);
+  CHECK(refused.load() == 1);
+}
