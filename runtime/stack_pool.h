@@ -195,7 +195,9 @@ inline bool canary_intact(const Stack& stack) noexcept {
 
 // Read by the signal handler on this thread, hence a plain pointer with
 // constant initialisation (no TLS wrapper function, no lazy allocation).
-inline thread_local const Stack* tls_running_stack = nullptr;
+// initial-exec: see tls_worker in worker.cc.
+inline __attribute__((tls_model(
+    "initial-exec"))) thread_local const Stack* tls_running_stack = nullptr;
 
 inline void set_running_stack(const Stack* stack) noexcept {
   tls_running_stack = stack;

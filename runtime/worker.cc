@@ -10,7 +10,11 @@
 namespace green::detail {
 namespace {
 
-thread_local Worker* tls_worker = nullptr;
+// initial-exec: a plain %fs-relative load instead of a __tls_get_addr call
+// when the runtime is linked as a shared library (as Bazel links tests);
+// greenrt is never dlopen()ed late, which is the model's only restriction.
+__attribute__((tls_model("initial-exec"))) thread_local Worker* tls_worker =
+    nullptr;
 
 // Returns a finished fiber's stack to the pool of the worker it ends on.
 // Boost.Context calls deallocate() on the worker's stack, after the switch
