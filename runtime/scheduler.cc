@@ -88,8 +88,14 @@ Scheduler* Scheduler::running() noexcept {
 }
 
 std::uint64_t Scheduler::next_fiber_id() noexcept {
+  Worker* worker = current_worker();
+  if (worker && &worker->scheduler() == this) return worker->take_fiber_id();
+  return reserve_fiber_ids(1);
+}
+
+std::uint64_t Scheduler::reserve_fiber_ids(std::uint64_t count) noexcept {
   // relaxed: ids only need to be unique.
-  return next_id_.fetch_add(1, std::memory_order_relaxed);
+  return next_id_.fetch_add(count, std::memory_order_relaxed);
 }
 
 void Scheduler::submit(Fiber* fiber) noexcept {

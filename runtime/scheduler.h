@@ -106,6 +106,8 @@ class Scheduler {
   // Called after work was made available anywhere (see the header).
   void notify_work() noexcept;
   std::uint64_t next_fiber_id() noexcept;
+  // Reserves `count` consecutive ids; returns the first.
+  std::uint64_t reserve_fiber_ids(std::uint64_t count) noexcept;
 
   GlobalQueue<Fiber>& global_queue() noexcept { return global_queue_; }
   FiberRegistry& registry() noexcept { return registry_; }

@@ -481,10 +481,16 @@ StackPool::~StackPool() {
   for (const Stack& s : cache_) release(s, release_scratch_.get());
 }
 
-Stack StackPool::allocate() { return allocate(default_size_); }
+Stack StackPool::allocate() {
+  // The spawn path: no size to validate or round.
+  return allocate_rounded(default_size_);
+}
 
 Stack StackPool::allocate(std::size_t size) {
-  size = round_stack_size(size);
+  return allocate_rounded(round_stack_size(size));
+}
+
+Stack StackPool::allocate_rounded(std::size_t size) {
   Stack s;
   if (size == default_size_ && !cache_.empty()) {
     s = cache_.back();

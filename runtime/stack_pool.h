@@ -122,6 +122,8 @@ class StackPool {
 
  private:
   std::size_t default_size_;
+  Stack allocate_rounded(std::size_t size);  // size already rounded
+
   std::size_t cache_limit_;
   std::vector<Stack> cache_;  // capacity cache_limit_: push never allocates
   // Room to release a batch of slab stacks from deallocate() (noexcept)

@@ -80,6 +80,14 @@ void Worker::unpark() noexcept {
   asio::post(io_, [] {});
 }
 
+std::uint64_t Worker::take_fiber_id() noexcept {
+  if (next_fiber_id_ == fiber_id_limit_) {
+    next_fiber_id_ = scheduler_.reserve_fiber_ids(kFiberIdBlock);
+    fiber_id_limit_ = next_fiber_id_ + kFiberIdBlock;
+  }
+  return next_fiber_id_++;
+}
+
 void Worker::schedule_local(Fiber* fiber, bool as_next) noexcept {
   if (as_next && ++run_next_streak_ < kMaxRunNextStreak) {
     run_queue_.push_next(fiber, scheduler_.global_queue());

@@ -66,6 +66,10 @@ class Worker {
   // the ring.
   void schedule_local(Fiber* fiber, bool as_next) noexcept;
 
+  // A process-unique green thread id, from a block this worker reserved,
+  // so that workers spawning at once do not contend on one counter.
+  std::uint64_t take_fiber_id() noexcept;
+
   // What the fiber that switched back asks of this worker.
   enum class AfterSwitch : std::uint8_t { kYield, kPark, kFinish };
   void set_after_switch(AfterSwitch after) noexcept { after_switch_ = after; }
@@ -94,6 +98,8 @@ class Worker {
   // instead (Tokio caps its LIFO slot similarly), so that ping-ponging
   // fibers cannot starve the rest of the ring.
   static constexpr std::uint32_t kMaxRunNextStreak = 16;
+  // Ids reserved at a time: one shared atomic add per 1024 spawns.
+  static constexpr std::uint64_t kFiberIdBlock = 1024;
 
   void loop();
   // The next fiber to run, parking when there is none (then nullptr).
@@ -121,6 +127,8 @@ class Worker {
   AfterSwitch after_switch_ = AfterSwitch::kYield;
   std::uint32_t tick_ = 0;
   std::uint32_t run_next_streak_ = 0;
+  std::uint64_t next_fiber_id_ = 0;
+  std::uint64_t fiber_id_limit_ = 0;
   bool spinning_ = false;
   std::minstd_rand random_;
   void* tsan_fiber_ = nullptr;
