@@ -126,7 +126,7 @@ void Fiber::enqueue(bool as_next) noexcept {
 
 bool Fiber::post_interrupt(std::exception_ptr exception, bool is_kill,
                            bool only_if_not_started) {
-  if (finished()) return false;
+  if (result_ready_) return false;  // ended: nothing left to interrupt
   if (interrupt_ && interrupt_is_kill_ && !is_kill) return false;  // kill wins
   std::uint64_t s = state_.load(std::memory_order_relaxed);
   std::uint64_t phase;
@@ -202,8 +202,10 @@ void Fiber::release_kill_waiters() noexcept {
 }
 
 void Fiber::join() {
-  if (finished()) return;  // also lets link callbacks read the result
+  if (finished()) return;
   if (current_fiber() == this) {
+    // A link callback, running on this fiber as it ends, reads the result.
+    if (result_ready_) return;
     throw std::logic_error(
         "green::GreenThread::wait: a green thread cannot wait for itself");
   }
@@ -230,7 +232,7 @@ void Fiber::kill_and_wait() {
 Fiber::LinkId Fiber::link(std::function<void()> callback) {
   {
     std::lock_guard<SpinLock> guard(lock_);
-    if (!finished_.load(std::memory_order_relaxed)) {
+    if (!result_ready_) {
       links_.emplace_back(next_link_id_, std::move(callback));
       return next_link_id_++;
     }
@@ -270,13 +272,13 @@ void report_link_exception(std::uint64_t id) noexcept {
 }  // namespace
 
 void Fiber::finish() noexcept {
+  // Links run first, on this fiber; joiners and kill() callers are released
+  // only after them, so that whoever waits sees what the links did (as in
+  // Eventlet, where links run before the waiters get to run).
   std::vector<std::pair<LinkId, std::function<void()>>> links;
   {
     std::lock_guard<SpinLock> guard(lock_);
-    // release: pairs with the acquire in finished(); the result is stored.
-    finished_.store(true, std::memory_order_release);
-    joiners_.notify_all();
-    kill_waiters_.notify_all();
+    result_ready_ = true;  // link() from now on calls back at once
     links.swap(links_);
   }
   for (auto& link : links) {
@@ -285,6 +287,13 @@ void Fiber::finish() noexcept {
     } catch (...) {
       report_link_exception(id_);
     }
+  }
+  {
+    std::lock_guard<SpinLock> guard(lock_);
+    // release: pairs with the acquire in finished(); the result is stored.
+    finished_.store(true, std::memory_order_release);
+    joiners_.notify_all();
+    kill_waiters_.notify_all();
   }
   scheduler_->registry().remove(this);
   scheduler_->fiber_finished();

@@ -226,7 +226,18 @@ class Fiber {
   // While running: the worker context to switch back to.
   boost::context::fiber worker_context_;
   Stack stack_;
-  // Sanitizer bookkeeping for the switch annotations (fiber_switch.h).
+  // The C++ runtime's per-thread exception state (__cxa_get_globals: the
+  // stack of exceptions being handled, the uncaught count) belongs to the
+  // green thread, not the worker: one that parks inside a catch block and
+  // comes back on another worker must find its exception there (else
+  // `throw;` terminates and two such green threads corrupt each other).
+  // Swapped in and out around every resume by Worker::run.
+  struct ExceptionState {
+    void* caught_exceptions = nullptr;
+    unsigned int uncaught_exceptions = 0;
+  };
+  ExceptionState exception_state_;
+  // Sanitizer bookkeeping for the switch annotations (sanitizer_hooks.h).
   void* tsan_fiber_ = nullptr;
   void* asan_fake_stack_ = nullptr;
   const void* asan_worker_stack_bottom_ = nullptr;
@@ -245,6 +256,9 @@ class Fiber {
   std::vector<std::pair<LinkId, std::function<void()>>> links_
       GREEN_GUARDED_BY(lock_);
   LinkId next_link_id_ GREEN_GUARDED_BY(lock_) = 1;
+  // The function has ended and its result is stored; links may be running
+  // (finished_ is set after them).
+  bool result_ready_ GREEN_GUARDED_BY(lock_) = false;
 };
 
 // A counted reference to a Fiber.

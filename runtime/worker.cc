@@ -1,7 +1,10 @@
 // Worker: the scheduling loop of one OS thread. Design notes in worker.h.
 #include "runtime/worker.h"
 
+#include <cxxabi.h>
+
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <cstdio>
 
 #include "runtime/sanitizer_hooks.h"
@@ -56,6 +59,10 @@ Worker::Worker(Scheduler& scheduler, std::size_t index, std::size_t stack_size)
                // thread, and still locks for posts from other threads
       random_(static_cast<unsigned>(index * 7919 + 1)) {
   work_guard_.emplace(io_.get_executor());
+  // Asio creates a reactor (epoll, eventfd and timerfd descriptors) on its
+  // first timer or socket. Do it now, so that a process at its descriptor
+  // limit fails here, at start, and not in the middle of a park.
+  asio::steady_timer create_reactor(io_);
 }
 
 Worker::~Worker() { join(); }
@@ -233,10 +240,19 @@ void Worker::run(Fiber* fiber) noexcept {
   }
   current_ = fiber;
   set_running_stack(&fiber->stack_);
+  // The exception state travels with the green thread (fiber.h). This
+  // frame never leaves the worker's own stack, so caching the pointer to
+  // the thread's state across the switch is right here.
+  auto* exceptions =
+      reinterpret_cast<Fiber::ExceptionState*>(abi::__cxa_get_globals());
+  const Fiber::ExceptionState worker_exceptions = *exceptions;
+  *exceptions = fiber->exception_state_;
   tsan_switch(fiber->tsan_fiber_);
   asan_start_switch(&asan_fake_stack_, fiber->stack_.limit, fiber->stack_.size);
   fiber->context_ = std::move(fiber->context_).resume();
   asan_finish_switch(asan_fake_stack_, nullptr, nullptr);
+  fiber->exception_state_ = *exceptions;
+  *exceptions = worker_exceptions;
   set_running_stack(nullptr);
   current_ = nullptr;
 

@@ -390,3 +390,34 @@ TEST_CASE("spawning from a plain thread races safely with shutdown",
   CHECK(spawned.load() > 0);
   CHECK(refused.load() == 1);
 }
+
+TEST_CASE("a green thread may block inside a catch block and rethrow",
+          "[green_thread]") {
+  // The exception being handled belongs to the green thread: others that
+  // throw and catch meanwhile on the same worker, and a move to another
+  // worker, must not lose or swap it (else `throw;` terminates).
+  const std::size_t workers = GENERATE(1, 2);
+  green::run(
+      [] {
+        std::vector<green::GreenThread<bool>> threads;
+        for (int i = 0; i < 20; ++i) {
+          threads.push_back(green::spawn([i] {
+            const std::string mine = "error " + std::to_string(i);
+            try {
+              throw std::runtime_error(mine);
+            } catch (...) {
+              green::sleep(1ms);
+              green::yield();
+              try {
+                throw;  // rethrows the exception being handled: ours
+              } catch (const std::runtime_error& e) {
+                return e.what() == mine;
+              }
+            }
+            return false;
+          }));
+        }
+        for (auto& t : threads) CHECK(t.wait());
+      },
+      with_workers(workers));
+}
