@@ -1,0 +1,264 @@
+// Timeout: the timer, the per-green-thread chain of live timeouts, and the
+// race-free cancel. See timeout.h for the contract.
+//
+// Where things live.
+//   * The guard (green::Timeout) is on its green thread's stack and owns
+//     the asio::steady_timer (inside the shared state, but only the guard
+//     ever touches it: arms it, cancels it, destroys it -- from whichever
+//     worker the green thread runs on by then, which Asio allows for one
+//     user at a time). The timer sits on the reactor of the worker where
+//     the Timeout was created.
+//   * The guard also owns the exception_ptr to throw; the state only
+//     points at it. So whichever thread drops the state last, the
+//     exception object is freed by the green thread's side (the guard, the
+//     exception in flight, or the fiber's interrupt slot), never by the
+//     handler (which also keeps TSan's view of the uninstrumented
+//     exception_ptr refcount simple).
+//   * The timer's handler runs on that worker's thread; it holds a
+//     shared_ptr to the state (never the timer), and never resumes the
+//     fiber: it posts an interrupt (Fiber::interrupt wakes it if parked).
+//   * Every live Timeout of one green thread is linked, outermost first,
+//     in that green thread's TimeoutChain (reached through green::local),
+//     whose SpinLock serialises the handlers, the constructors and the
+//     cancels of that green thread's timeouts.
+//
+// Phases of a TimeoutState (under chain->lock):
+//   kPending    armed; in the chain.
+//   kFired      the handler posted its interrupt; in the chain. The
+//               interrupt is pending in the fiber until raised; once we
+//               learn it was raised, `delivered` is set.
+//   kDeferred   the handler ran while an enclosing timeout's interrupt was
+//               posted and not known to be raised; it posted nothing (the
+//               fiber has one interrupt slot, and the enclosing exception
+//               unwinds through this scope anyway). If that enclosing
+//               timeout is cancelled before its exception was raised, the
+//               outermost deferred timeout inside it is posted then.
+//   kCancelled  scope ended or cancel(); unlinked; the timer is cancelled
+//               and an undelivered interrupt of ours was withdrawn.
+// The race the lock closes: the handler may run on another thread at the
+// very moment the green thread ends the scope. The handler flips
+// kPending -> kFired and posts the interrupt in one critical section;
+// cancel() flips to kCancelled in the same lock and, if it saw kFired,
+// withdraws: the interrupt is then either still pending (withdrawn) or was
+// raised already (inside the scope, where it belongs). Nothing can post
+// after the flip, since the handler checks the phase under the lock.
+//
+// Why "delivered" must be learned: the runtime keeps ONE pending non-kill
+// interrupt per fiber, and a later interrupt() replaces it. A fired outer
+// timeout whose exception was raised and caught inside its scope (the
+// scope goes on) must not block inner timeouts created later; one whose
+// exception is still pending must not be replaced by an inner one. A new
+// Timeout (constructed on the fiber, so nothing else races with it on the
+// fiber's interrupt slot except handlers, which take the chain lock, and
+// kill(), which wins anyway) resolves it: it withdraws each fired,
+// unresolved enclosing interrupt and, if it was still pending, posts it
+// again at once; otherwise marks it delivered.
+#include "sync/timeout.h"
+
+#include <asio/steady_timer.hpp>
+#include <mutex>
+#include <stdexcept>
+
+#include "runtime/fiber.h"
+#include "runtime/local.h"
+#include "runtime/spin_lock.h"
+#include "runtime/thread_annotations.h"
+#include "runtime/worker.h"
+#include "sync/spin_guard.h"
+
+namespace green {
+namespace detail {
+
+struct TimeoutChain {
+  explicit TimeoutChain(Fiber* f) : fiber(f) {}
+  const FiberRef fiber;
+  SpinLock lock;
+  TimeoutState* innermost GREEN_GUARDED_BY(lock) = nullptr;
+};
+
+enum class TimeoutPhase : std::uint8_t {
+  kPending,
+  kFired,
+  kDeferred,
+  kCancelled
+};
+
+struct TimeoutState {
+  // Set before the state is shared, constant afterwards.
+  std::shared_ptr<TimeoutChain> chain;
+  // The guard's exception; the guard outlives every use of it: it is read
+  // only under chain->lock while the phase is not kCancelled (the guard
+  // sets kCancelled under that lock before it dies), or by the guard.
+  const std::exception_ptr* exception = nullptr;
+  // Only the guard's green thread touches it (see the file comment).
+  std::optional<asio::steady_timer> timer;
+
+  // Under chain->lock. Every state of one chain shares that lock, which
+  // the analysis cannot see through `o->chain` (so the functions walking
+  // the chain below opt out of it, GREEN_NO_THREAD_SAFETY_ANALYSIS).
+  TimeoutPhase phase GREEN_GUARDED_BY(chain->lock) = TimeoutPhase::kPending;
+  bool delivered GREEN_GUARDED_BY(chain->lock) = false;
+  TimeoutState* outer GREEN_GUARDED_BY(chain->lock) = nullptr;
+  TimeoutState* inner GREEN_GUARDED_BY(chain->lock) = nullptr;
+
+  // The timer handler: any thread (the creating worker's).
+  void expire() GREEN_NO_THREAD_SAFETY_ANALYSIS {
+    SpinGuard guard(chain->lock);
+    if (phase != TimeoutPhase::kPending) return;  // cancelled first
+    for (TimeoutState* o = outer; o; o = o->outer) {
+      if (o->phase == TimeoutPhase::kFired && !o->delivered) {
+        phase = TimeoutPhase::kDeferred;
+        return;
+      }
+    }
+    phase = TimeoutPhase::kFired;
+    chain->fiber->interrupt(*exception, false);
+  }
+};
+
+namespace {
+
+// The calling green thread's chain, created on first use.
+std::shared_ptr<TimeoutChain>& current_chain(Fiber* fiber) {
+  static green::local<std::shared_ptr<TimeoutChain>> chains;
+  std::shared_ptr<TimeoutChain>& chain = *chains;
+  if (!chain) chain = std::make_shared<TimeoutChain>(fiber);
+  return chain;
+}
+
+// On the fiber, under chain.lock: learns which fired enclosing timeouts
+// had their exception raised (see the file comment).
+void resolve_enclosing(TimeoutChain& chain, Fiber* fiber)
+    GREEN_REQUIRES(chain.lock) GREEN_NO_THREAD_SAFETY_ANALYSIS {
+  for (TimeoutState* o = chain.innermost; o; o = o->outer) {
+    if (o->phase != TimeoutPhase::kFired || o->delivered) continue;
+    if (fiber->withdraw_interrupt(*o->exception)) {
+      fiber->interrupt(*o->exception, false);  // still pending: put back
+    } else {
+      o->delivered = true;
+    }
+  }
+}
+
+// On the fiber: makes `state` its innermost live timeout.
+void link_innermost(TimeoutState& state,
+                    Fiber* fiber) GREEN_NO_THREAD_SAFETY_ANALYSIS {
+  TimeoutChain& chain = *state.chain;
+  SpinGuard guard(chain.lock);
+  resolve_enclosing(chain, fiber);
+  state.outer = chain.innermost;
+  if (state.outer) state.outer->inner = &state;
+  chain.innermost = &state;
+}
+
+// On the fiber: moves `state` to kCancelled and out of the chain, taking
+// back its interrupt if it was posted and not raised; returns the phase it
+// was in.
+TimeoutPhase cancel_and_unlink(TimeoutState& state)
+    GREEN_NO_THREAD_SAFETY_ANALYSIS {
+  TimeoutChain& chain = *state.chain;
+  SpinGuard guard(chain.lock);
+  const TimeoutPhase old = state.phase;
+  if (old == TimeoutPhase::kCancelled) return old;
+  state.phase = TimeoutPhase::kCancelled;
+  if (old == TimeoutPhase::kFired && !state.delivered &&
+      chain.fiber->withdraw_interrupt(*state.exception)) {
+    // Ours never struck; a timeout inside that deferred to it must.
+    for (TimeoutState* s = state.inner; s; s = s->inner) {
+      if (s->phase == TimeoutPhase::kDeferred) {
+        s->phase = TimeoutPhase::kFired;
+        chain.fiber->interrupt(*s->exception, false);
+        break;
+      }
+    }
+  }
+  if (state.outer) state.outer->inner = state.inner;
+  if (state.inner) {
+    state.inner->outer = state.outer;
+  } else {
+    chain.innermost = state.outer;
+  }
+  state.outer = state.inner = nullptr;
+  return old;
+}
+
+bool is_pending(TimeoutState& state) GREEN_NO_THREAD_SAFETY_ANALYSIS {
+  SpinGuard guard(state.chain->lock);
+  return state.phase == TimeoutPhase::kPending;
+}
+
+}  // namespace
+}  // namespace detail
+
+Timeout::Timeout(std::optional<std::chrono::nanoseconds> duration)
+    : duration_(duration) {
+  arm(nullptr);
+}
+
+Timeout::Timeout(std::optional<std::chrono::nanoseconds> duration,
+                 std::exception_ptr exception)
+    : duration_(duration) {
+  arm(std::move(exception));
+}
+
+void Timeout::arm(std::exception_ptr custom) {
+  if (!duration_) return;
+  detail::Fiber* fiber = detail::current_fiber();
+  if (!fiber) {
+    throw std::logic_error(
+        "green::Timeout: created outside a green thread; a Timeout "
+        "interrupts the green thread that creates it. On a plain thread use "
+        "the timeout arguments of Queue::get, Event::wait, "
+        "Semaphore::acquire, ...");
+  }
+  auto state = std::make_shared<detail::TimeoutState>();
+  state->chain = detail::current_chain(fiber);
+  id_ = state;
+  exception_ = custom ? std::move(custom)
+                      : std::make_exception_ptr(Expired(id_, duration_));
+  state->exception = &exception_;
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point now = Clock::now();
+  // A duration too long for the clock never fires (no overflow).
+  const Clock::time_point expiry = *duration_ >= Clock::time_point::max() - now
+                                       ? Clock::time_point::max()
+                                       : now + *duration_;
+  detail::link_innermost(*state, fiber);
+  try {
+    state->timer.emplace(detail::current_worker()->io(), expiry);
+    state->timer->async_wait([state](const std::error_code& error) {
+      if (!error) state->expire();
+    });
+  } catch (...) {
+    detail::cancel_and_unlink(*state);  // no guard will: we throw
+    throw;
+  }
+  state_ = std::move(state);
+}
+
+Timeout::~Timeout() { cancel(); }
+
+void Timeout::cancel() noexcept {
+  if (!state_) return;
+  const detail::TimeoutPhase old = detail::cancel_and_unlink(*state_);
+  if (old == detail::TimeoutPhase::kCancelled) return;  // done before
+  // Only this guard touches the timer. A handler already queued with
+  // success sees kCancelled and does nothing.
+  state_->timer->cancel();
+  state_->timer.reset();
+}
+
+bool Timeout::pending() const noexcept {
+  std::shared_ptr<detail::TimeoutState> state = id_.lock();
+  return state && detail::is_pending(*state);
+}
+
+bool operator==(const Timeout& a, const Timeout& b) noexcept {
+  const std::weak_ptr<detail::TimeoutState> none;
+  const bool a_empty = !a.id_.owner_before(none) && !none.owner_before(a.id_);
+  const bool b_empty = !b.id_.owner_before(none) && !none.owner_before(b.id_);
+  if (a_empty || b_empty) return &a == &b;  // never-armed timeouts
+  return !a.id_.owner_before(b.id_) && !b.id_.owner_before(a.id_);
+}
+
+}  // namespace green
