@@ -13,18 +13,10 @@
 #include "green/green.h"
 #include "tests/test_support.h"
 
+using green::testing::with_workers;
+
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-namespace {
-
-green::Options with_workers(std::size_t workers) {
-  green::Options options;
-  options.workers = workers;
-  return options;
-}
-
-}  // namespace
 
 TEST_CASE("spawn returns values through wait", "[green_thread]") {
   const std::size_t workers = GENERATE(1, 2, 4);

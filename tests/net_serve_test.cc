@@ -18,17 +18,13 @@
 #include "green/green.h"
 #include "tests/test_support.h"
 
+using green::testing::with_workers;
+
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace net = green::net;
 
 namespace {
-
-green::Options with_workers(std::size_t workers) {
-  green::Options options;
-  options.workers = workers;
-  return options;
-}
 
 #if defined(__SANITIZE_THREAD__)
 // TSan keeps ~1 MB of trace per live green thread; a client and a handler

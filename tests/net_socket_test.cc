@@ -20,17 +20,13 @@
 #include "green/green.h"
 #include "tests/test_support.h"
 
+using green::testing::with_workers;
+
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 namespace net = green::net;
 
 namespace {
-
-green::Options with_workers(std::size_t workers) {
-  green::Options options;
-  options.workers = workers;
-  return options;
-}
 
 std::string random_bytes(std::size_t size, unsigned seed) {
   std::mt19937 random(seed);

@@ -15,16 +15,12 @@
 #include "green/green.h"
 #include "tests/test_support.h"
 
+using green::testing::with_workers;
+
 using namespace std::chrono_literals;
 namespace net = green::net;
 
 namespace {
-
-green::Options with_workers(std::size_t workers) {
-  green::Options options;
-  options.workers = workers;
-  return options;
-}
 
 const net::SelfSigned& test_certificate() {
   static const net::SelfSigned pair = net::make_self_signed_certificate();

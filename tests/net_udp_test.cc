@@ -10,16 +10,12 @@
 #include "green/green.h"
 #include "tests/test_support.h"
 
+using green::testing::with_workers;
+
 using namespace std::chrono_literals;
 namespace net = green::net;
 
 namespace {
-
-green::Options with_workers(std::size_t workers) {
-  green::Options options;
-  options.workers = workers;
-  return options;
-}
 
 net::UdpEndpoint loopback(std::uint16_t port = 0) {
   return net::UdpEndpoint(asio::ip::make_address("127.0.0.1"), port);

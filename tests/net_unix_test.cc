@@ -13,18 +13,10 @@
 #include "green/green.h"
 #include "tests/test_support.h"
 
+using green::testing::with_workers;
+
 using namespace std::chrono_literals;
 namespace net = green::net;
-
-namespace {
-
-green::Options with_workers(std::size_t workers) {
-  green::Options options;
-  options.workers = workers;
-  return options;
-}
-
-}  // namespace
 
 TEST_CASE("a Unix stream pair carries 1 MiB each way at once", "[net][unix]") {
   const std::size_t workers = GENERATE(1, 2);

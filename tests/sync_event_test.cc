@@ -11,33 +11,13 @@
 
 #include "catch2/catch.hpp"
 #include "green/green.h"
+#include "tests/test_support.h"
+
+using green::testing::eventually;
+using green::testing::with_workers;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-namespace {
-
-green::Options with_workers(std::size_t workers) {
-  green::Options options;
-  options.workers = workers;
-  return options;
-}
-
-template <typename Predicate>
-bool eventually(Predicate ready) {
-  const auto deadline = Clock::now() + 10s;
-  while (!ready()) {
-    if (Clock::now() > deadline) return false;
-    if (green::in_green_thread()) {
-      green::sleep(100us);
-    } else {
-      std::this_thread::sleep_for(100us);
-    }
-  }
-  return true;
-}
-
-}  // namespace
 
 TEST_CASE("event: a waiter gets the value sent by another green thread",
           "[event]") {

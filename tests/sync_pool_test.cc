@@ -24,36 +24,19 @@
 #include "green/green.h"
 #include "tests/test_support.h"
 
+using green::testing::eventually;
+using green::testing::with_workers;
+
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-green::Options with_workers(std::size_t workers) {
-  green::Options options;
-  options.workers = workers;
-  return options;
-}
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 constexpr int kScale = 10;  // sanitizers are ~10x slower
 #else
 constexpr int kScale = 1;
 #endif
-
-template <typename Predicate>
-bool eventually(Predicate ready) {
-  const auto deadline = Clock::now() + 10s;
-  while (!ready()) {
-    if (Clock::now() > deadline) return false;
-    if (green::in_green_thread()) {
-      green::sleep(100us);
-    } else {
-      std::this_thread::sleep_for(100us);
-    }
-  }
-  return true;
-}
 
 int passthru(int a) {
   green::sleep(1ms);

@@ -13,35 +13,13 @@
 
 #include "catch2/catch.hpp"
 #include "green/green.h"
+#include "tests/test_support.h"
+
+using green::testing::eventually;
+using green::testing::with_workers;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-namespace {
-
-green::Options with_workers(std::size_t workers) {
-  green::Options options;
-  options.workers = workers;
-  return options;
-}
-
-// Polls `ready` (a state the code under test exposes, e.g. getting()),
-// from a green thread or an OS thread; false after 10 s.
-template <typename Predicate>
-bool eventually(Predicate ready) {
-  const auto deadline = Clock::now() + 10s;
-  while (!ready()) {
-    if (Clock::now() > deadline) return false;
-    if (green::in_green_thread()) {
-      green::sleep(100us);
-    } else {
-      std::this_thread::sleep_for(100us);
-    }
-  }
-  return true;
-}
-
-}  // namespace
 
 TEST_CASE("queue: put then get - and a getter woken by a later put",
           "[queue]") {

@@ -13,17 +13,14 @@
 
 #include "catch2/catch.hpp"
 #include "green/green.h"
+#include "tests/test_support.h"
+
+using green::testing::with_workers;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-green::Options with_workers(std::size_t workers) {
-  green::Options options;
-  options.workers = workers;
-  return options;
-}
 
 // The 1,000,000-item run keeps its full size under TSan and ASan (the issue
 // asks for it under TSan): measured on 2 cores at ~0.15 s per worker count

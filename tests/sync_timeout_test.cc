@@ -16,17 +16,14 @@
 
 #include "catch2/catch.hpp"
 #include "green/green.h"
+#include "tests/test_support.h"
+
+using green::testing::with_workers;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-green::Options with_workers(std::size_t workers) {
-  green::Options options;
-  options.workers = workers;
-  return options;
-}
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 constexpr int kScale = 10;  // sanitizers are ~10x slower

@@ -14,12 +14,41 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
+#include "runtime/green_thread.h"
+#include "runtime/options.h"
 #include "runtime/park.h"
 #include "runtime/spin_lock.h"
 #include "runtime/wait_list.h"
 
 namespace green::testing {
+
+// Options for a runtime of `workers` workers (tests sweep 1, 2 and 4).
+inline green::Options with_workers(std::size_t workers) {
+  green::Options options;
+  options.workers = workers;
+  return options;
+}
+
+// Polls `ready` -- a state the code under test exposes, such as how many
+// green threads wait on a queue -- from a green thread or an OS thread,
+// until it holds; false after 10 s. For waiting on observable state that
+// no event announces, never as a stand-in for one.
+template <typename Predicate>
+bool eventually(Predicate ready) {
+  using namespace std::chrono_literals;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    if (green::in_green_thread()) {
+      green::sleep(100us);
+    } else {
+      std::this_thread::sleep_for(100us);
+    }
+  }
+  return true;
+}
 
 class Signal {
  public:
