@@ -25,11 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kScale = 10;  // sanitizers are ~10x slower
-#else
-constexpr int kScale = 1;
-#endif
+using green::testing::kScale;
 #if defined(__SANITIZE_THREAD__)
 // TSan reserves over a megabyte of trace per live fiber: keep the number of
 // green threads alive at once in the thousands.

@@ -25,11 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kScale = 10;  // sanitizers are ~10x slower
-#else
-constexpr int kScale = 1;
-#endif
+using green::testing::kScale;
 
 constexpr auto kDelay = 10ms;  // Eventlet's DELAY
 

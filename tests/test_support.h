@@ -24,6 +24,14 @@
 
 namespace green::testing {
 
+// Iteration counts of stress tests are divided by this under sanitizers,
+// which run ~10x slower, so that every configuration stays within minutes.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+inline constexpr int kScale = 10;
+#else
+inline constexpr int kScale = 1;
+#endif
+
 // Options for a runtime of `workers` workers (tests sweep 1, 2 and 4).
 inline green::Options with_workers(std::size_t workers) {
   green::Options options;
