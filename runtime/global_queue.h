@@ -85,6 +85,21 @@ class GlobalQueue {
     append_locked(item, item, 1);
   }
 
+  // Puts `item` first, ahead of everything queued. Any thread. For a green
+  // thread that already holds a stack (one woken while its worker's ring
+  // is full): running it before green threads that have not started keeps
+  // memory bounded when a burst of wake-ups meets a backlog of spawns.
+  void push_front(T* item) noexcept GREEN_EXCLUDES(mutex_) {
+    assert(item != nullptr);
+    Lock lock(mutex_);
+    item->queue_next = head_;
+    head_ = item;
+    if (tail_ == nullptr) tail_ = item;
+    // relaxed: as in append_locked().
+    size_.store(size_.load(std::memory_order_relaxed) + 1,
+                std::memory_order_relaxed);
+  }
+
   // Appends the chain first -> ... -> last (linked through queue_next, in
   // FIFO order, `count` items) in one step. Any thread; the caller owns the
   // chain until this returns.

@@ -143,6 +143,9 @@ inline bool canary_intact(const Stack& stack) noexcept;
 // (slabs keep their one guard page). Lowering it does not unmap stacks
 // already guarded. Any thread.
 void set_guarded_stack_limit(std::size_t stacks);
+// Freed stacks with their own guard page are kept mapped for reuse (they
+// still count in guarded_stacks_in_use()); this unmaps them.
+void release_free_stacks() noexcept;
 std::size_t guarded_stack_limit();
 std::size_t guarded_stacks_in_use();
 

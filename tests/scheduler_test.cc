@@ -254,6 +254,37 @@ TEST_CASE("100,000 sleepers of 50 ms end within seconds", "[scheduler]") {
   CHECK(elapsed < 20s);
 }
 
+TEST_CASE("timers fire on time while a backlog of green threads waits",
+          "[scheduler]") {
+  // A busy worker must still poll its reactor: a sleeper's timer fires
+  // while 50,000 short CPU-bound green threads wait in the global queue,
+  // not after all of them ran (the global-queue check once starved the
+  // reactor when both fell due on the same round).
+  std::chrono::nanoseconds ticker_took{}, backlog_took{};
+  green::run(
+      [&] {
+        const auto start = Clock::now();
+        std::vector<green::GreenThread<void>> backlog;
+        for (int i = 0; i < 50000; ++i) {
+          backlog.push_back(green::spawn([] {
+            const auto until = Clock::now() + 10us;
+            while (Clock::now() < until) {
+            }
+          }));
+        }
+        auto ticker = green::spawn([] {
+          for (int i = 0; i < 10; ++i) green::sleep(1ms);
+        });
+        ticker.wait();
+        ticker_took = Clock::now() - start;
+        for (auto& t : backlog) t.wait();
+        backlog_took = Clock::now() - start;
+      },
+      with_workers(1));
+  CHECK(backlog_took > 400ms);
+  CHECK(ticker_took < backlog_took / 2);
+}
+
 TEST_CASE("an idle runtime burns no CPU", "[scheduler]") {
   double used = 0;
   green::run(

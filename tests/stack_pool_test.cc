@@ -92,7 +92,9 @@ TEST_CASE("a deallocated stack is reused LIFO; the cache is bounded") {
     other.deallocate(a2);
     pool.deallocate(b2);
   }
-  // The pools' destructors released everything.
+  // The pools' destructors released everything: guarded stacks wait in the
+  // process-wide free list until release_free_stacks().
+  release_free_stacks();
   REQUIRE(guarded_stacks_in_use() == in_use);
 }
 
@@ -131,6 +133,7 @@ TEST_CASE("sizes of 0 or above kMaxStackSize are rejected") {
 }
 
 TEST_CASE("guard pages are a budget; beyond it stacks come from slabs") {
+  release_free_stacks();  // free guarded stacks of earlier tests
   const std::size_t base = guarded_stacks_in_use();
   LimitGuard limit(base + 4);
   REQUIRE(guarded_stack_limit() == base + 4);
@@ -158,8 +161,16 @@ TEST_CASE("guard pages are a budget; beyond it stacks come from slabs") {
     REQUIRE(stacks[i].limit == stacks[i - 1].top() + kCanaryZoneBytes);
   }
 
-  // Releasing a guarded stack returns its unit of budget.
+  // A freed guarded stack stays mapped for reuse, and counted; the next
+  // allocation of its size takes it back.
+  char* const first = stacks[0].limit;
   pool.deallocate(stacks[0]);
+  REQUIRE(guarded_stacks_in_use() == base + 4);
+  stacks[0] = pool.allocate();
+  REQUIRE(stacks[0].limit == first);
+  // release_free_stacks() unmaps the free ones, returning their budget.
+  pool.deallocate(stacks[0]);
+  release_free_stacks();
   REQUIRE(guarded_stacks_in_use() == base + 3);
   stacks[0] = pool.allocate();
   REQUIRE_FALSE(from_slab(stacks[0]));
