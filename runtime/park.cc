@@ -27,14 +27,17 @@ WakeReason park_until(Fiber* fiber, std::uint32_t epoch,
   return reason;
 }
 
-WakeReason block_on(WaitList& list, std::unique_lock<SpinLock>& lock,
-                    Waiter& waiter, Deadline deadline) {
+namespace {
+
+WakeReason block(WaitList& list, std::unique_lock<SpinLock>& lock,
+                 Waiter& waiter, Deadline deadline, bool relock_if_notified) {
   if (Fiber* fiber = current_fiber()) {
     waiter.fiber = fiber;
     waiter.epoch = fiber->begin_park();  // throws a pending interrupt
     list.push_back(&waiter);
     lock.unlock();
     const WakeReason reason = park_until(fiber, waiter.epoch, deadline);
+    if (reason == WakeReason::kNotified && !relock_if_notified) return reason;
     lock.lock();
     if (waiter.linked) list.remove(&waiter);
     if (reason == WakeReason::kInterrupted) {
@@ -48,9 +51,22 @@ WakeReason block_on(WaitList& list, std::unique_lock<SpinLock>& lock,
   list.push_back(&waiter);
   lock.unlock();
   const WakeReason reason = parker.wait(deadline);
+  if (reason == WakeReason::kNotified && !relock_if_notified) return reason;
   lock.lock();
   if (waiter.linked) list.remove(&waiter);
   return reason;
+}
+
+}  // namespace
+
+WakeReason block_on(WaitList& list, std::unique_lock<SpinLock>& lock,
+                    Waiter& waiter, Deadline deadline) {
+  return block(list, lock, waiter, deadline, true);
+}
+
+WakeReason block_on_handoff(WaitList& list, std::unique_lock<SpinLock>& lock,
+                            Waiter& waiter, Deadline deadline) {
+  return block(list, lock, waiter, deadline, false);
 }
 
 WakeReason ThreadParker::wait(

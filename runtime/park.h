@@ -32,6 +32,16 @@ WakeReason park_until(Fiber* fiber, std::uint32_t epoch,
 WakeReason block_on(WaitList& list, std::unique_lock<SpinLock>& lock,
                     Waiter& waiter, Deadline deadline = std::nullopt);
 
+// block_on() for hand-offs: the same, except that on kNotified it returns
+// WITHOUT taking the lock again -- `lock` is then released. The notifier
+// must have written everything the waiter needs (the payload) BEFORE its
+// notify() succeeded. A waiter handed its item this way never touches the
+// structure again, so the structure's owner may destroy it as soon as the
+// notifier's call returns (a channel on the receiving green thread's
+// stack, say), as std::condition_variable may be destroyed once notified.
+WakeReason block_on_handoff(WaitList& list, std::unique_lock<SpinLock>& lock,
+                            Waiter& waiter, Deadline deadline = std::nullopt);
+
 }  // namespace green::detail
 
 #endif  // GREEN_RUNTIME_PARK_H_

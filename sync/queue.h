@@ -271,7 +271,12 @@ class BasicQueue {
       PutSlot slot{&item};
       Waiter waiter;
       waiter.payload = &slot;
-      block_on(putters_, lock.get(), waiter, deadline);
+      // A putter whose item was taken returns without touching the queue
+      // again: the getter may own the queue and destroy it at once.
+      if (block_on_handoff(putters_, lock.get(), waiter, deadline) ==
+          WakeReason::kNotified) {
+        return true;
+      }
       if (slot.taken) return true;
       // Timed out, or a spurious wake: look again (then check the clock).
     }
@@ -285,7 +290,12 @@ class BasicQueue {
       std::optional<T> slot;
       Waiter waiter;
       waiter.payload = &slot;
-      block_on(getters_, lock.get(), waiter, deadline);
+      // Likewise a getter handed its item (its slot was filled before the
+      // putter's notify()).
+      if (block_on_handoff(getters_, lock.get(), waiter, deadline) ==
+          WakeReason::kNotified) {
+        return slot;
+      }
       if (slot) return slot;
     }
   }
@@ -312,15 +322,40 @@ class BasicQueue {
   // there is room. Returns whether `item` was moved from.
   bool give_locked(T& item) GREEN_REQUIRES(lock_) {
     while (Waiter* getter = getters_.pop_front()) {
-      if (!getter->notify()) continue;  // it is leaving: try the next
-      static_cast<std::optional<T>*>(getter->payload)->emplace(std::move(item));
-      count_put_locked();
-      return true;
+      // Fill the slot first: once notified, the getter returns without
+      // the lock (block_on_handoff). If it is leaving instead, take the
+      // item back and try the next getter.
+      auto* slot = static_cast<std::optional<T>*>(getter->payload);
+      slot->emplace(std::move(item));
+      if (getter->notify()) {
+        count_put_locked();
+        return true;
+      }
+      item = std::move(**slot);
+      slot->reset();
     }
     if (!has_room_locked()) return false;  // I2: no putter barges past
     buffer_.push(std::move(item));         // putters_ waiting (full)
     count_put_locked();
     return true;
+  }
+
+  // Takes the item of the first waiting putter that accepts; it must be
+  // moved out before notify(): a notified putter returns at once and its
+  // item (on its stack) is gone.
+  std::optional<T> take_from_putter_locked() GREEN_REQUIRES(lock_) {
+    while (Waiter* putter = putters_.pop_front()) {
+      auto* slot = static_cast<PutSlot*>(putter->payload);
+      std::optional<T> item(std::move(*slot->item));
+      slot->taken = true;
+      if (putter->notify()) {
+        count_put_locked();
+        return item;
+      }
+      *slot->item = std::move(*item);  // it is leaving: give it back
+      slot->taken = false;
+    }
+    return std::nullopt;
   }
 
   // Takes the next item: from the buffer (then lets the first waiting
@@ -331,25 +366,14 @@ class BasicQueue {
       refill_from_putters_locked();
       return item;
     }
-    while (Waiter* putter = putters_.pop_front()) {
-      if (!putter->notify()) continue;
-      auto* slot = static_cast<PutSlot*>(putter->payload);
-      std::optional<T> item(std::move(*slot->item));
-      slot->taken = true;
-      count_put_locked();
-      return item;
-    }
-    return std::nullopt;
+    return take_from_putter_locked();
   }
 
   void refill_from_putters_locked() GREEN_REQUIRES(lock_) {
     while (has_room_locked() && !putters_.empty()) {
-      Waiter* putter = putters_.pop_front();
-      if (!putter->notify()) continue;
-      auto* slot = static_cast<PutSlot*>(putter->payload);
-      buffer_.push(std::move(*slot->item));
-      slot->taken = true;
-      count_put_locked();
+      std::optional<T> item = take_from_putter_locked();
+      if (!item) return;
+      buffer_.push(std::move(*item));
     }
   }
 
