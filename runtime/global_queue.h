@@ -85,16 +85,25 @@ class GlobalQueue {
     append_locked(item, item, 1);
   }
 
-  // Puts `item` first, ahead of everything queued. Any thread. For a green
-  // thread that already holds a stack (one woken while its worker's ring
-  // is full): running it before green threads that have not started keeps
-  // memory bounded when a burst of wake-ups meets a backlog of spawns.
-  void push_front(T* item) noexcept GREEN_EXCLUDES(mutex_) {
+  // Queues `item`, a green thread that was woken (it holds a stack), after
+  // the other woken ones but ahead of every green thread that has not
+  // started (which would each take a stack of its own before it ran).
+  // FIFO among the woken, so that none waits behind later ones (a
+  // LIFO push-front starved the first-woken connections of a busy server
+  // for seconds). Any thread.
+  void push_woken(T* item) noexcept GREEN_EXCLUDES(mutex_) {
     assert(item != nullptr);
     Lock lock(mutex_);
-    item->queue_next = head_;
-    head_ = item;
-    if (tail_ == nullptr) tail_ = item;
+    if (woken_tail_ == nullptr) {
+      item->queue_next = head_;
+      head_ = item;
+      if (tail_ == nullptr) tail_ = item;
+    } else {
+      item->queue_next = woken_tail_->queue_next;
+      woken_tail_->queue_next = item;
+      if (tail_ == woken_tail_) tail_ = item;
+    }
+    woken_tail_ = item;
     // relaxed: as in append_locked().
     size_.store(size_.load(std::memory_order_relaxed) + 1,
                 std::memory_order_relaxed);
@@ -211,7 +220,13 @@ class GlobalQueue {
     assert(count >= 1 && count <= size);
     T* const first = head_;
     T* last = first;
-    for (std::size_t i = 1; i < count; ++i) last = last->queue_next;
+    bool took_woken_tail = last == woken_tail_;
+    for (std::size_t i = 1; i < count; ++i) {
+      last = last->queue_next;
+      took_woken_tail |= last == woken_tail_;
+    }
+    // The woken segment is a prefix: taking its last item takes all of it.
+    if (took_woken_tail) woken_tail_ = nullptr;
     head_ = last->queue_next;
     if (head_ == nullptr) tail_ = nullptr;
     last->queue_next = nullptr;
@@ -233,6 +248,8 @@ class GlobalQueue {
   Mutex mutex_;
   T* head_ GREEN_GUARDED_BY(mutex_) = nullptr;  // Oldest item, next to pop.
   T* tail_ GREEN_GUARDED_BY(mutex_) = nullptr;  // Newest item.
+  // Last item of the prefix of woken green threads (push_woken), or null.
+  T* woken_tail_ GREEN_GUARDED_BY(mutex_) = nullptr;
   // Written under mutex_, read without it (invariant 3).
   std::atomic<std::size_t> size_{0};
 };

@@ -104,10 +104,10 @@ void Worker::schedule_local(Fiber* fiber, bool as_next) noexcept {
   if (fiber->started_running() &&
       run_queue_.size() >= kDefaultRunQueueCapacity) {
     // A woken green thread holds a stack: it must not wait at the back of
-    // the global queue behind a backlog of spawned ones, each of which would
-    // take a stack of its own before it ran (measured: 200k sleepers of
-    // 0-100 ms all held stacks at once, each ~500 ms late).
-    scheduler_.global_queue().push_front(fiber);
+    // the global queue behind a backlog of spawned ones, each of which
+    // would take a stack of its own before it ran (measured: 1M sleepers
+    // of 0-100 ms peaked at 2.7 GB instead of 0.5 GB).
+    scheduler_.global_queue().push_woken(fiber);
     return;
   }
   run_queue_.push_back(fiber, scheduler_.global_queue());

@@ -481,3 +481,25 @@ TEST_CASE(
 
 }  // namespace
 }  // namespace green::detail
+
+TEST_CASE("GlobalQueue::push_woken: woken items first, FIFO among them") {
+  Item items[6];
+  for (int i = 0; i < 6; ++i) items[i].value = i;
+  Global global;
+  global.push(&items[0]);  // never started
+  global.push(&items[1]);
+  global.push_woken(&items[2]);
+  global.push_woken(&items[3]);
+  std::vector<int> order;
+  order.push_back(global.pop()->value);  // the first woken
+  global.push_woken(&items[4]);          // behind the woken still queued
+  global.push(&items[5]);                // at the very back
+  while (Item* item = global.pop()) order.push_back(item->value);
+  CHECK(order == std::vector<int>{2, 3, 4, 0, 1, 5});
+  CHECK(global.empty());
+  // With the woken prefix drained, a new woken item goes first again.
+  global.push(&items[0]);
+  global.push_woken(&items[1]);
+  CHECK(global.pop()->value == 1);
+  CHECK(global.pop()->value == 0);
+}
