@@ -479,9 +479,6 @@ TEST_CASE(
   CHECK(global.empty());
 }
 
-}  // namespace
-}  // namespace green::detail
-
 TEST_CASE("GlobalQueue::push_woken: woken items first, FIFO among them") {
   Item items[6];
   for (int i = 0; i < 6; ++i) items[i].value = i;
@@ -503,3 +500,6 @@ TEST_CASE("GlobalQueue::push_woken: woken items first, FIFO among them") {
   CHECK(global.pop()->value == 1);
   CHECK(global.pop()->value == 0);
 }
+
+}  // namespace
+}  // namespace green::detail
