@@ -397,6 +397,15 @@ int main_impl(int argc, char** argv) {
   auto locate = [&](const std::string& path) {
     return runfiles->Rlocation("greenrt/" + path);
   };
+  // Removes the certificate's directory however main_impl returns.
+  struct RemoveOnExit {
+    std::string path;
+    ~RemoveOnExit() {
+      std::error_code ignored;
+      if (!path.empty()) fs::remove_all(path, ignored);
+    }
+  } certificate_dir_guard;
+  std::string& certificate_dir = certificate_dir_guard.path;
   Programs programs;
   programs.greenrt = locate("bench/bench_greenrt");
   programs.greenrt_echo = locate("bench/greenrt_echo_server");
@@ -416,6 +425,7 @@ int main_impl(int argc, char** argv) {
     }
     config.cert = std::string(dir) + "/cert.pem";
     config.key = std::string(dir) + "/key.pem";
+    if (dir) certificate_dir = dir;
   }
   config.greenrt_echo_available = fs::exists(programs.greenrt_echo);
 
