@@ -123,6 +123,9 @@ Workload echo(const Sizes& s, const SuiteConfig& config,
     // Fairness: a server that starves a few connections shows here (the
     // load generator also counts requests still waiting at the end).
     w.metrics.push_back(Metric{name + ":p99.9", "p999_us", "us", false, {}});
+    // Connections that completed no request in the whole window.
+    w.metrics.push_back(
+        Metric{name + ":starved", "starved_conns", "connections", false, {}});
   }
   w.metrics.push_back(
       Metric{name + ":cpu",

@@ -74,6 +74,7 @@ struct Conn {
   std::uint32_t generation = 0;
   std::size_t done = 0;  // bytes written or read of the message
   std::uint64_t sequence = 0;
+  long completed = 0;         // requests completed inside the window
   Clock::time_point started;  // request (echo) or connection (handshake)
   std::vector<unsigned char> out, in;
 };
@@ -355,6 +356,7 @@ class LoadGenerator {
     const auto now = Clock::now();
     if (now <= window_end_ && c.started >= window_start_) {
       ++completed_;
+      ++c.completed;
       const double ns = bench::ns_between(c.started, now);
       latencies_ns_.push_back(static_cast<std::uint32_t>(std::min(ns, 4.0e9)));
     } else if (now <= window_end_ && handshake_mode_) {
@@ -396,6 +398,14 @@ class LoadGenerator {
     }
   }
 
+  // Echo: connections that completed no request in the whole window.
+  long starved_conns() const {
+    if (handshake_mode_) return 0;
+    long n = 0;
+    for (const Conn& c : conns_) n += c.completed == 0;
+    return n;
+  }
+
   double mean_us() const {
     if (latencies_ns_.empty()) return 0;
     double sum = 0;
@@ -415,6 +425,7 @@ class LoadGenerator {
                          {"max_us", percentile_us(1.0)},
                          {"mean_us", mean_us()},
                          {"unfinished", double(unfinished_)},
+                         {"starved_conns", double(starved_conns())},
                          {"client_cpu", cpu / window}});
   }
 
