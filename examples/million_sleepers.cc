@@ -25,13 +25,14 @@ int main(int argc, char** argv) {
     }
     for (auto& s : sleepers) s.wait();
   });
-  const double seconds = std::chrono::duration<double>(
-                             std::chrono::steady_clock::now() - start)
-                             .count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  std::printf("%d sleepers of %d ms: %.2f s wall, peak RSS %.1f MiB (%.0f B each)\n",
-              woke.load(), sleep_ms, seconds, usage.ru_maxrss / 1024.0,
-              usage.ru_maxrss * 1024.0 / count);
+  std::printf(
+      "%d sleepers of %d ms: %.2f s wall, peak RSS %.1f MiB (%.0f B each)\n",
+      woke.load(), sleep_ms, seconds, usage.ru_maxrss / 1024.0,
+      usage.ru_maxrss * 1024.0 / count);
   return woke.load() == count ? 0 : 1;
 }
