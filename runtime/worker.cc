@@ -101,15 +101,23 @@ void Worker::schedule_local(Fiber* fiber, bool as_next) noexcept {
     return;
   }
   if (as_next) run_next_streak_ = 0;
-  if (fiber->started_running() &&
-      run_queue_.size() >= kDefaultRunQueueCapacity) {
-    // A woken green thread holds a stack: it must not wait at the back of
-    // the global queue behind a backlog of spawned ones, each of which
-    // would take a stack of its own before it ran (measured: 1M sleepers
-    // of 0-100 ms peaked at 2.7 GB instead of 0.5 GB).
-    scheduler_.global_queue().push_woken(fiber);
+  if (batching_wakes_) {
+    fiber->queue_next = nullptr;
+    if (wake_batch_last_) {
+      wake_batch_last_->queue_next = fiber;
+    } else {
+      wake_batch_first_ = fiber;
+    }
+    wake_batch_last_ = fiber;
+    ++wake_batch_count_;
     return;
   }
+  // A full ring moves its older half to the global queue (Go's runqput).
+  // That queue serves green threads that have run before ahead of fresh
+  // ones (global_queue.h), so a woken thread's stack is freed promptly even
+  // behind a million spawns. Sending the woken thread itself to the global
+  // queue instead kept the ring full, and the global queue then got one
+  // turn in 61: hundreds of echo connections starved for seconds.
   run_queue_.push_back(fiber, scheduler_.global_queue());
 }
 
@@ -131,6 +139,25 @@ std::size_t Worker::poll_reactor() noexcept {
     std::fprintf(stderr, "green: reactor handler threw: %s\n", e.what());
     return 1;
   }
+}
+
+void Worker::poll_reactor_behind_queued_work() noexcept {
+  if (run_queue_.empty() && scheduler_.global_queue().empty()) {
+    poll_reactor();  // Nothing waits: the wakes may go straight to the ring.
+    return;
+  }
+  batching_wakes_ = true;
+  poll_reactor();
+  batching_wakes_ = false;
+  if (wake_batch_count_ == 0) return;
+  scheduler_.global_queue().push_batch(wake_batch_first_, wake_batch_last_,
+                                       wake_batch_count_);
+  wake_batch_first_ = wake_batch_last_ = nullptr;
+  wake_batch_count_ = 0;
+  // Each wake already notified, but before its fiber was visible in the
+  // global queue; a worker that looked then found nothing. Notify again
+  // now that the batch is there.
+  scheduler_.notify_work();
 }
 
 Fiber* Worker::take_from_global() noexcept {
@@ -171,7 +198,7 @@ Fiber* Worker::find_runnable() noexcept {
   // The reactor first: the global-queue check below may return, and with
   // equal intervals it used to starve the reactor whenever the global
   // queue held anything (timers then fired only after the backlog).
-  if (tick_ % kReactorPollInterval == 0) poll_reactor();
+  if (tick_ % kReactorPollInterval == 0) poll_reactor_behind_queued_work();
   if (tick_ % kGlobalQueueInterval == 0) {
     if (Fiber* fiber = take_from_global()) return fiber;
   }

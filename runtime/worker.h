@@ -6,6 +6,12 @@
 //      so fibers there are not starved by a busy local ring.
 //   2. Every kReactorPollInterval rounds poll the reactor without blocking,
 //      so I/O completions and timers are not starved by a long run queue.
+//      While other work waits, the green threads this poll wakes go to the
+//      back of the global queue, not into the ring: they became ready after
+//      everything already queued, and a ring refilled by every poll would
+//      leave the global queue one turn in 61 (at 1,000 echo connections
+//      that was a p99.9 of 0.4 s; Go's netpoll injects into its global
+//      queue the same way).
 //   3. Run the next local fiber: run-next slot, then the ring.
 //   4. Else the global queue, then the reactor (non-blocking), then steal
 //      half of a random victim's ring (while spinning), then park.
@@ -111,6 +117,8 @@ class Worker {
   void park();
   void run(Fiber* fiber) noexcept;
   std::size_t poll_reactor() noexcept;
+  // The periodic poll of step 2, with its wakes sent to the global queue.
+  void poll_reactor_behind_queued_work() noexcept;
 
   Scheduler& scheduler_;
   const std::size_t index_;
@@ -130,6 +138,12 @@ class Worker {
   std::uint64_t next_fiber_id_ = 0;
   std::uint64_t fiber_id_limit_ = 0;
   bool spinning_ = false;
+  // Set during poll_reactor_behind_queued_work(): schedule_local() then
+  // collects plain wakes in wake_batch_ (a chain through queue_next).
+  bool batching_wakes_ = false;
+  Fiber* wake_batch_first_ = nullptr;
+  Fiber* wake_batch_last_ = nullptr;
+  std::size_t wake_batch_count_ = 0;
   std::minstd_rand random_;
   void* tsan_fiber_ = nullptr;
   void* asan_fake_stack_ = nullptr;

@@ -33,6 +33,9 @@ struct Item {
   // `runs`. Without a happens-before edge through the queue, TSan reports it.
   int payload = -1;
   int runs = 0;
+  // Which GlobalQueue list the item joins (a green thread that has run).
+  bool started = false;
+  bool started_running() const noexcept { return started; }
 };
 
 using Global = GlobalQueue<Item>;
@@ -479,26 +482,55 @@ TEST_CASE(
   CHECK(global.empty());
 }
 
-TEST_CASE("GlobalQueue::push_woken: woken items first, FIFO among them") {
-  Item items[6];
-  for (int i = 0; i < 6; ++i) items[i].value = i;
+TEST_CASE("GlobalQueue: started items first, FIFO in each list") {
+  Item items[8];
+  for (int i = 0; i < 8; ++i) {
+    items[i].value = i;
+    items[i].started = i >= 2 && i != 5;
+  }
   Global global;
   global.push(&items[0]);  // never started
   global.push(&items[1]);
-  global.push_woken(&items[2]);
-  global.push_woken(&items[3]);
+  global.push(&items[2]);  // started
+  global.push(&items[3]);
   std::vector<int> order;
-  order.push_back(global.pop()->value);  // the first woken
-  global.push_woken(&items[4]);          // behind the woken still queued
-  global.push(&items[5]);                // at the very back
+  order.push_back(global.pop()->value);  // the first started
+  // A batch (a ring's overflow) is split by kind, each part in order, and
+  // each goes behind the items of its kind already queued.
+  items[4].queue_next = &items[5];
+  items[5].queue_next = &items[6];
+  global.push_batch(&items[4], &items[6], 3);
+  global.push(&items[7]);
   while (Item* item = global.pop()) order.push_back(item->value);
-  CHECK(order == std::vector<int>{2, 3, 4, 0, 1, 5});
+  // Four pops in, aging lets the oldest fresh item (0) through once.
+  CHECK(order == std::vector<int>{2, 3, 4, 0, 6, 7, 1, 5});
   CHECK(global.empty());
-  // With the woken prefix drained, a new woken item goes first again.
-  global.push(&items[0]);
-  global.push_woken(&items[1]);
-  CHECK(global.pop()->value == 1);
-  CHECK(global.pop()->value == 0);
+}
+
+TEST_CASE("GlobalQueue: fresh items age through a stream of started ones") {
+  // A busy server: started items keep coming, and the fresh ones (new
+  // connections' handlers) must still get a regular turn.
+  std::vector<Item> fresh = make_items(10);
+  std::vector<Item> started = make_items(1000);
+  for (Item& item : started) item.started = true;
+  Global global;
+  for (Item& item : fresh) global.push(&item);
+  int pops = 0;
+  int fresh_seen = 0;
+  int last_fresh = -1;
+  for (Item& item : started) {
+    global.push(&item);
+    Item* popped = global.pop();
+    ++pops;
+    if (!popped->started) {
+      CHECK(popped->value == last_fresh + 1);  // FIFO among fresh
+      last_fresh = popped->value;
+      ++fresh_seen;
+    }
+    if (fresh_seen == 10) break;
+  }
+  CHECK(fresh_seen == 10);
+  CHECK(pops <= 10 * 4 + 4);  // one fresh item at least every fourth pop
 }
 
 }  // namespace
