@@ -14,10 +14,13 @@
 //
 // Design. The result (value or exception) is published as one immutable
 // shared object. send() stores it and, under the lock, hands a reference
-// to each waiter through its Waiter payload as it notifies it; a woken
-// waiter reads only that reference. So a waiter woken by a send() gets
-// that send's result even if reset() and another send() happen before it
-// runs, and copying the value happens outside the lock, in the waiter.
+// to each waiter through its Waiter payload before it notifies it; a woken
+// waiter reads only that reference and never touches the event again, so
+// an event may be destroyed once send() returned and its waiters woke
+// (as a std::condition_variable may be destroyed once notified). So a waiter
+// woken by a send() gets that send's result even if reset() and another send()
+// happen before it runs, and copying the value happens outside the lock, in the
+// waiter.
 //
 // Invariants (under lock_): result_ == nullptr <=> not ready; waiters_ is
 // empty whenever result_ != nullptr (send() wakes them all).
@@ -60,9 +63,14 @@ class EventCore {
     }
     result_ = std::move(result);
     while (Waiter* waiter = waiters_.pop_front()) {
+      // Hand the result over BEFORE notify(): a notified waiter returns
+      // without taking lock_ again (block_on_handoff), so the event may be
+      // destroyed as soon as its last waiter has it. A waiter that is
+      // leaving (timed out, interrupted) gets nothing.
+      auto* handed = static_cast<ResultPtr*>(waiter->payload);
+      *handed = result_;
       // notify(false): a broadcast, not a message to one receiver.
-      if (waiter->notify(false))
-        *static_cast<ResultPtr*>(waiter->payload) = result_;
+      if (!waiter->notify(false)) handed->reset();
     }
   }
 
@@ -75,8 +83,10 @@ class EventCore {
       ResultPtr handed;
       Waiter waiter;
       waiter.payload = &handed;
-      block_on(waiters_, lock.get(), waiter, deadline);
-      if (handed) return handed;
+      if (block_on_handoff(waiters_, lock.get(), waiter, deadline) ==
+          WakeReason::kNotified) {
+        return handed;  // lock_ released: the event is not touched again
+      }
     }
   }
 

@@ -228,7 +228,7 @@ class BasicQueue {
       throw std::logic_error(
           "green::Queue::task_done: called more times than items were put");
     }
-    if (--unfinished_ == 0) joiners_.notify_all();
+    if (--unfinished_ == 0) notify_joiners_locked();
   }
   // Blocks until every item put so far has been marked by task_done().
   void join() requires kTracksTasks { join_impl(std::nullopt); }
@@ -240,6 +240,11 @@ class BasicQueue {
   std::size_t unfinished_tasks() const requires kTracksTasks {
     SpinGuard guard(lock_);
     return unfinished_;
+  }
+  // How many callers are blocked in join().
+  std::size_t joining() const requires kTracksTasks {
+    SpinGuard guard(lock_);
+    return joiners_.size();
   }
 
  private:
@@ -304,10 +309,29 @@ class BasicQueue {
     SpinUniqueLock lock(lock_);
     while (unfinished_ > 0) {
       if (expired(deadline)) return false;
+      bool done = false;
       Waiter waiter;
-      block_on(joiners_, lock.get(), waiter, deadline);
+      waiter.payload = &done;
+      // A joiner told "all done" returns without touching the queue again:
+      // the green thread that called the last task_done() may own the
+      // queue and destroy it at once.
+      if (block_on_handoff(joiners_, lock.get(), waiter, deadline) ==
+          WakeReason::kNotified) {
+        return true;
+      }
+      if (done) return true;
     }
     return true;
+  }
+
+  // Tells every joiner that all tasks are done: its flag first, then
+  // notify() (block_on_handoff does not take the lock again).
+  void notify_joiners_locked() GREEN_REQUIRES(lock_) {
+    while (Waiter* joiner = joiners_.pop_front()) {
+      auto* done = static_cast<bool*>(joiner->payload);
+      *done = true;
+      if (!joiner->notify(false)) *done = false;  // leaving: timed out
+    }
   }
 
   bool has_room_locked() const GREEN_REQUIRES(lock_) {
@@ -382,7 +406,7 @@ class BasicQueue {
   Buffer buffer_ GREEN_GUARDED_BY(lock_);
   WaitList getters_ GREEN_GUARDED_BY(lock_);  // payload: std::optional<T>*
   WaitList putters_ GREEN_GUARDED_BY(lock_);  // payload: PutSlot*
-  WaitList joiners_ GREEN_GUARDED_BY(lock_);  // join(); no payload
+  WaitList joiners_ GREEN_GUARDED_BY(lock_);  // join(); payload: bool* done
   std::size_t unfinished_ GREEN_GUARDED_BY(lock_) = 0;
 };
 

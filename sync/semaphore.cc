@@ -10,6 +10,19 @@
 
 namespace green {
 namespace detail {
+namespace {
+
+// Sets the waiter's flag, then notifies it; false (flag cleared again) if
+// it is leaving (timed out or interrupted), so the caller tries the next.
+bool notify_granted(Waiter& waiter) {
+  auto* granted = static_cast<bool*>(waiter.payload);
+  *granted = true;
+  if (waiter.notify()) return true;
+  *granted = false;
+  return false;
+}
+
+}  // namespace
 
 Permits::Permits(long count, long limit, Overflow overflow)
     : limit_(limit), overflow_(overflow), count_(count) {}
@@ -30,8 +43,12 @@ bool Permits::acquire(bool block, Deadline deadline) {
     bool granted = false;
     Waiter waiter;
     waiter.payload = &granted;
-    block_on(acquirers_, lock.get(), waiter, deadline);
-    if (granted) return true;
+    // A waiter granted its unit returns without touching the semaphore
+    // again: its owner may destroy it once the waiter has what it wanted.
+    if (block_on_handoff(acquirers_, lock.get(), waiter, deadline) ==
+        WakeReason::kNotified) {
+      return true;
+    }
     // Timed out (checked above on the next round) or woken spuriously.
   }
 }
@@ -49,25 +66,26 @@ Permits::Released Permits::release(bool block, Deadline deadline) {
     bool done = false;
     Waiter waiter;
     waiter.payload = &done;
-    block_on(releasers_, lock.get(), waiter, deadline);
-    if (done) return Released::kDone;
+    // A waiter granted its unit returns without touching the semaphore
+    // again: its owner may destroy it once the waiter has what it wanted.
+    if (block_on_handoff(releasers_, lock.get(), waiter, deadline) ==
+        WakeReason::kNotified) {
+      return Released::kDone;
+    }
   }
 }
 
 bool Permits::hand_to_acquirer_locked() {
   while (Waiter* waiter = acquirers_.pop_front()) {
-    if (!waiter->notify()) continue;  // timed out or interrupted: next
-    *static_cast<bool*>(waiter->payload) = true;
-    return true;
+    // The waiter's flag before notify(): block_on_handoff does not relock.
+    if (notify_granted(*waiter)) return true;
   }
   return false;
 }
 
 bool Permits::take_from_releaser_locked() {
   while (Waiter* waiter = releasers_.pop_front()) {
-    if (!waiter->notify()) continue;
-    *static_cast<bool*>(waiter->payload) = true;
-    return true;
+    if (notify_granted(*waiter)) return true;
   }
   return false;
 }
