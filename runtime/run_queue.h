@@ -135,14 +135,17 @@ class RunQueue {
   }
 
   // Makes `item` the next to run. A previous run-next item is pushed to the
-  // back (as push_back), where it keeps its turn in FIFO order.
-  void push_next(T* item, GlobalQueue<T>& overflow) noexcept {
+  // back (as push_back), where it keeps its turn in FIFO order. Returns
+  // whether the slot held an item, which then moved to the ring.
+  bool push_next(T* item, GlobalQueue<T>& overflow) noexcept {
     assert(item != nullptr);
     // release: pairs with the acquire CAS in steal_into, publishing the item's
     // contents to a thief that takes it. The old value needs no acquire: only
     // this thread stores non-null values (invariant 2).
     T* const previous = next_.exchange(item, std::memory_order_release);
-    if (previous != nullptr) push_back(previous, overflow);
+    if (previous == nullptr) return false;
+    push_back(previous, overflow);
+    return true;
   }
 
   // The next item to run: the run-next slot first, then the ring's head

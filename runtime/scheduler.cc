@@ -107,7 +107,7 @@ void Scheduler::submit(Fiber* fiber) noexcept {
 void Scheduler::schedule(Fiber* fiber, bool as_next) noexcept {
   Worker* worker = current_worker();
   if (worker && &worker->scheduler() == this) {
-    worker->schedule_local(fiber, as_next);
+    if (!worker->schedule_local(fiber, as_next)) return;
   } else {
     global_queue_.push(fiber);
   }

@@ -69,8 +69,9 @@ class Worker {
   StackPool& stack_pool() noexcept { return *stack_pool_; }
   // Makes `fiber` runnable here. `as_next`: the run-next slot (a message
   // was handed to it), capped so two fibers passing messages cannot starve
-  // the ring.
-  void schedule_local(Fiber* fiber, bool as_next) noexcept;
+  // the ring. Returns whether idle workers should be told (false when
+  // `fiber` only took the empty run-next slot: it runs here next).
+  bool schedule_local(Fiber* fiber, bool as_next) noexcept;
 
   // A process-unique green thread id, from a block this worker reserved,
   // so that workers spawning at once do not contend on one counter.
