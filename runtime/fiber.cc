@@ -3,8 +3,11 @@
 // place.
 #include "runtime/fiber.h"
 
+#include <tbb/scalable_allocator.h>
+
 #include <cassert>
 #include <cstdio>
+#include <new>
 #include <stdexcept>
 
 #include "runtime/errors.h"
@@ -20,6 +23,24 @@ Fiber::Fiber(Scheduler& scheduler, std::uint64_t id, std::size_t stack_size)
     : scheduler_(&scheduler), id_(id), stack_size_(stack_size) {}
 
 Fiber::~Fiber() = default;
+
+void* Fiber::operator new(std::size_t size) {
+#if defined(GREEN_ASAN) || defined(GREEN_TSAN)
+  // The sanitizers see malloc, not oneTBB's pools: keep their checks.
+  return ::operator new(size);
+#else
+  if (void* pointer = scalable_malloc(size)) return pointer;
+  throw std::bad_alloc();
+#endif
+}
+
+void Fiber::operator delete(void* pointer) noexcept {
+#if defined(GREEN_ASAN) || defined(GREEN_TSAN)
+  ::operator delete(pointer);
+#else
+  scalable_free(pointer);
+#endif
+}
 
 LocalStorage& Fiber::locals() {
   if (!locals_) locals_ = std::make_unique<LocalStorage>();
