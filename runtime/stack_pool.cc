@@ -198,24 +198,14 @@ Slabs& slabs() {
   return *s;
 }
 
-// Maps a slab of kSlabSlots stacks of `size` bytes and adds them to
-// `arena`. Layout (stack_pool.h): [guard][pad][slot 0][zone][slot 1]...,
-// with Z more bytes of pad wherever a limit would be page-aligned.
+// Maps a slab of kSlabSlots stacks of nominal `size` bytes and adds them to
+// `arena`. Layout (stack_pool.h): [guard P][pad P-Z][slot 0][zone]...,
+// a fixed stride of `size`, each limit Z bytes below a page boundary.
 void add_slab(Arena& arena, std::size_t size) {
   const std::size_t page = page_size();
-  std::size_t limits[kSlabSlots];  // offsets from the slab's base
-  std::size_t pos = page;          // just above the guard page
-  for (std::size_t k = 0; k < kSlabSlots; ++k) {
-    if (k > 0) pos += kCanaryZoneBytes;
-    // A page-aligned limit would mean a page-aligned top, leaving the zone
-    // above it alone on the next slot's lowest page (and would make the
-    // stack look like one with its own guard page: invariant 2).
-    if (pos % page == 0) pos += kCanaryZoneBytes;
-    limits[k] = pos;
-    pos += size;
-  }
-  const std::size_t bytes = (pos + page - 1) / page * page;
-
+  const std::size_t first_limit = 2 * page - kCanaryZoneBytes;
+  // The last slot ends Z bytes below a page boundary: round up.
+  const std::size_t bytes = first_limit + kSlabSlots * size + kCanaryZoneBytes;
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, kMapFlags, -1, 0);
   if (p == MAP_FAILED) throw_map_error(errno, "mmap", size, "a slab");
   char* base = static_cast<char*>(p);
@@ -236,7 +226,7 @@ void add_slab(Arena& arena, std::size_t size) {
   // Reversed, so slot 0 is handed out first: slots then go out in address
   // order, and a slot's canary page is its in-use neighbour's top page.
   for (std::size_t k = kSlabSlots; k-- > 0;) {
-    arena.free.push_back(free_entry(base + limits[k], k == 0));
+    arena.free.push_back(free_entry(base + first_limit + k * size, k == 0));
   }
 }
 
@@ -253,11 +243,13 @@ Stack carve_from_slab(std::size_t size) {
     arena.free.pop_back();
     if (arena.dirty > 0) --arena.dirty;
   }
-  return Stack{reinterpret_cast<char*>(entry & ~kSlotZeroTag), size,
+  // The top Z bytes of the slot are the canary zone of the slot above.
+  return Stack{reinterpret_cast<char*>(entry & ~kSlotZeroTag),
+               size - kCanaryZoneBytes,
                /*guarded=*/(entry & kSlotZeroTag) != 0};
 }
 
-// Releases the pages of `count` free stacks of `size` bytes (limits in
+// Releases the pages of `count` free stacks of `size` usable bytes (limits in
 // `entries`, tags included): sorted by address, so that neighbouring free
 // stacks go back in one call. Only pages lying entirely within a run of
 // free stacks are released; the partial pages at a run's ends are shared
@@ -271,9 +263,8 @@ void release_pages(std::uintptr_t* entries, std::size_t count,
         reinterpret_cast<char*>(entries[i - 1] & ~kSlotZeroTag) + size;
     if (i < count) {
       char* limit = reinterpret_cast<char*>(entries[i] & ~kSlotZeroTag);
-      // Neighbours are one canary zone apart (two where a pad was added).
-      if (limit > previous_top &&
-          limit - previous_top <= 2 * kCanaryZoneBytes) {
+      // Neighbours are one canary zone apart.
+      if (limit > previous_top && limit - previous_top == kCanaryZoneBytes) {
         continue;
       }
     }
@@ -291,7 +282,7 @@ void return_to_slab(const Stack& s, std::uintptr_t* batch) noexcept {
   Slabs& slabs_ref = slabs();
   {
     std::lock_guard<std::mutex> lock(slabs_ref.mu);
-    auto it = slabs_ref.arenas.find(s.size);
+    auto it = slabs_ref.arenas.find(nominal_size(s));
     if (it == slabs_ref.arenas.end()) {
       static constexpr char kMsg[] =
           "green: StackPool::deallocate of a stack it did not allocate\n";
@@ -311,7 +302,7 @@ void return_to_slab(const Stack& s, std::uintptr_t* batch) noexcept {
   }
   release_pages(batch, batch_size, s.size);
   std::lock_guard<std::mutex> lock(slabs_ref.mu);
-  Arena& arena = slabs_ref.arenas.find(s.size)->second;
+  Arena& arena = slabs_ref.arenas.find(nominal_size(s))->second;
   // Clean entries go below the dirty ones, which are better to reuse first.
   arena.free.insert(arena.free.end() - arena.dirty, batch, batch + batch_size);
 }
@@ -564,7 +555,7 @@ Stack StackPool::allocate_rounded(std::size_t size) {
 
 void StackPool::deallocate(Stack stack) noexcept {
   if (!stack) return;
-  if (stack.size == default_size_ && cache_.size() < cache_limit_) {
+  if (nominal_size(stack) == default_size_ && cache_.size() < cache_limit_) {
     cache_.push_back(stack);  // within the reserved capacity
   } else {
     release(stack, release_scratch_.get());
@@ -593,7 +584,7 @@ void report_stack_overflow(const Stack& stack) noexcept {
   // No malloc, no stdio: format the size by hand.
   char digits[24];
   std::size_t n = 0;
-  std::size_t v = stack.size;
+  std::size_t v = nominal_size(stack);  // the size the user configured
   do {
     digits[n++] = static_cast<char>('0' + v % 10);
     v /= 10;

@@ -12,24 +12,20 @@
 //
 // Slab layout (P = page size, S = stack size, Z = kCanaryZoneBytes = 64):
 //
-//   [guard P][pad Z][slot 0: S][zone Z][slot 1: S][zone Z][slot 2: S]...
+//   [guard P][pad P-Z][slot 0: S-Z][zone Z][slot 1: S-Z][zone Z][slot 2...
 //
-// The zone below slot k's `limit` holds its canary, a 64-bit magic at
-// limit - 8. That zone shares a page with the top of slot k-1, a page the
-// neighbour touches anyway, so the canary costs no page of its own: an idle
-// green thread keeps about one touched page. Whenever a slot's `limit`
-// would fall on a page boundary, Z bytes of pad move it up: a page-aligned
-// limit means a page-aligned top, which would leave the zone above it alone
-// on the next slot's lowest page, and it would break invariant 2. Since
-// every slot shifts the page offset by Z, one slot in P/Z - 1 (63 with
-// 4 KiB pages) is such a padded slot whose canary does sit on its own
-// lowest page: unavoidable while S is a multiple of P, and 1.6% of slots.
-// Slot 0 lies Z bytes above the slab's guard page, so it is reported as
-// guarded (and needs no canary), but it does not count towards the budget.
-//
-// Slab stacks' tops are not page-aligned (the offset moves by Z per slot),
-// so the frames of a parked green thread may straddle two pages where a
-// guarded stack's would fit in one.
+// Slots repeat with a fixed stride of S, each a stack of S - Z usable bytes
+// followed by the canary zone of the slot above it. Every slot's `limit`
+// sits Z bytes below a page boundary, so every top() sits 2Z bytes below
+// one: a parked green thread's frames (up to P - 2Z bytes) and the canary
+// of the slot above share that one page, and an idle green thread keeps
+// one touched page. An earlier layout gave every slot a whole multiple of
+// P and moved each slot's page offset by Z; then the frames of about a
+// third of idle green threads straddled two pages (5.9 KB per idle green
+// thread instead of ~4.3 KB).
+// Slot 0 lies P - Z bytes above the slab's guard page, so it is reported
+// as guarded (and needs no canary), but it does not count towards the
+// budget. The slab's last zone holds no canary.
 //
 // What is caught.
 //   * Guarded stacks: any access to the guard page raises SIGSEGV. The
@@ -44,11 +40,14 @@
 //     canary bytes [limit - 8, limit). Writes that jump over them go unseen.
 //
 // Invariants.
-//   1. Stack::size is a multiple of the page size and lies in
-//      [kMinStackSize, kMaxStackSize]; top() is 16-byte aligned.
+//   1. A stack's nominal size (nominal_size(): what it was allocated as) is
+//      a multiple of the page size in [kMinStackSize, kMaxStackSize].
+//      Stack::size is the nominal size for stacks with their own guard
+//      page, and the nominal size - Z for slab stacks. top() is 16-byte
+//      aligned.
 //   2. Stacks with their own guard page have a page-aligned `limit`; slab
-//      stacks never do (the pad above). deallocate() tells them apart this
-//      way, so a Stack must come from StackPool unmodified.
+//      stacks never do (the layout above). deallocate() tells them apart
+//      this way, so a Stack must come from StackPool unmodified.
 //   3. guarded_stacks_in_use() counts stacks with their own guard page that
 //      are not unmapped, including those in worker caches.
 //   4. Slabs are never unmapped; a free slab stack lives either in a
@@ -81,7 +80,7 @@ namespace green::detail {
 // down from top().
 struct Stack {
   char* limit = nullptr;  // lowest usable byte
-  std::size_t size = 0;   // usable bytes (multiple of the page size)
+  std::size_t size = 0;   // usable bytes (invariant 1)
   bool guarded = false;   // a PROT_NONE page lies below `limit` (directly,
                           // or for slab slot 0 with kCanaryZoneBytes of pad)
   char* top() const { return limit + size; }
@@ -130,6 +129,10 @@ class StackPool {
   // without allocating or using much of the caller's stack.
   std::unique_ptr<std::uintptr_t[]> release_scratch_;
 };
+
+// The size `stack` was allocated as (a multiple of the page size; for a
+// slab stack, kCanaryZoneBytes more than its usable size).
+inline std::size_t nominal_size(const Stack& stack) noexcept;
 
 // True unless an overflow of an unguarded stack hit its canary. Always true
 // for guarded stacks: their guard page stops an overflow instead.
@@ -190,6 +193,13 @@ std::size_t page_size() noexcept;
 // `size` rounded up to the page size and to at least kMinStackSize. Throws
 // std::invalid_argument for 0 or sizes above kMaxStackSize.
 std::size_t round_stack_size(std::size_t size);
+
+inline std::size_t nominal_size(const Stack& stack) noexcept {
+  const bool slab =
+      reinterpret_cast<std::uintptr_t>(stack.limit) % page_size() !=
+      0;  // invariant 2
+  return slab ? stack.size + kCanaryZoneBytes : stack.size;
+}
 
 inline bool canary_intact(const Stack& stack) noexcept {
   if (stack.guarded) return true;

@@ -110,7 +110,10 @@ TEST_CASE("stacks are writable end to end, 16-aligned and rounded up") {
   StackPool pool(64 << 10);
   Stack s = pool.allocate(requested);
   REQUIRE(s);
-  REQUIRE(s.size == expected);
+  REQUIRE(nominal_size(s) == expected);
+  // A slab stack gives the top kCanaryZoneBytes of its slot to the canary
+  // of the slot above.
+  REQUIRE(s.size == (guarded ? expected : expected - kCanaryZoneBytes));
   REQUIRE(round_stack_size(requested) == expected);
   REQUIRE(reinterpret_cast<std::uintptr_t>(s.top()) % 16 == 0);
   REQUIRE(from_slab(s) == !guarded);
@@ -148,11 +151,11 @@ TEST_CASE("guard pages are a budget; beyond it stacks come from slabs") {
   }
   REQUIRE(guarded_stacks_in_use() == base + 4);
   // Stack 4 is slot 0 of a new slab, guarded by the slab's guard page
-  // (kCanaryZoneBytes below it) but not counted in the budget.
+  // (a page minus kCanaryZoneBytes below it) but not counted in the budget.
   REQUIRE(from_slab(stacks[4]));
   REQUIRE(stacks[4].guarded);
   REQUIRE(reinterpret_cast<std::uintptr_t>(stacks[4].limit) % page_size() ==
-          kCanaryZoneBytes);
+          page_size() - kCanaryZoneBytes);
   for (int i = 5; i < 10; ++i) {
     REQUIRE(from_slab(stacks[i]));
     REQUIRE_FALSE(stacks[i].guarded);
@@ -212,15 +215,24 @@ TEST_CASE("20,000 unguarded stacks coexist without committing memory") {
             [](const Stack& a, const Stack& b) { return a.limit < b.limit; });
   std::size_t unguarded = 0;
   for (std::size_t i = 0; i < kStacks; ++i) {
-    REQUIRE(sorted[i].size == kSize);
+    REQUIRE(nominal_size(sorted[i]) == kSize);
+    REQUIRE(sorted[i].size == kSize - kCanaryZoneBytes);
     REQUIRE(from_slab(sorted[i]));
+    // Fixed layout: every top sits 2Z below a page boundary, so a parked
+    // green thread's frames (up to a page - 2Z) touch one page.
+    REQUIRE(reinterpret_cast<std::uintptr_t>(sorted[i].top()) % page_size() ==
+            page_size() - 2 * kCanaryZoneBytes);
     if (!sorted[i].guarded) {
       ++unguarded;
       REQUIRE(canary_intact(sorted[i]));
     }
-    // Disjoint, with room for the next stack's canary zone.
+    // Disjoint, with room for the next stack's canary zone; within a slab,
+    // exactly that.
     if (i + 1 < kStacks) {
       REQUIRE(sorted[i].top() + kCanaryZoneBytes <= sorted[i + 1].limit);
+      if (!sorted[i + 1].guarded) {
+        REQUIRE(sorted[i].top() + kCanaryZoneBytes == sorted[i + 1].limit);
+      }
     }
   }
   // Only slot 0 of each slab is guarded (by the slab's guard page).
