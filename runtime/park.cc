@@ -1,8 +1,6 @@
 // park_until / block_on: see park.h.
 #include "runtime/park.h"
 
-#include <asio/steady_timer.hpp>
-
 #include "runtime/worker.h"
 
 namespace green::detail {
@@ -10,20 +8,18 @@ namespace green::detail {
 WakeReason park_until(Fiber* fiber, std::uint32_t epoch,
                       Deadline deadline) noexcept {
   if (!deadline) return fiber->park();
-  // The timer lives on this fiber's stack and on the reactor of the worker
-  // it parks on. Its handler runs on that worker and only wakes the fiber
-  // (never resumes it); it holds a reference so that a late expiry, after
-  // the fiber woke for another reason and even ended, touches a live
-  // object and is ignored as stale. cancel() and the destructor may run on
-  // another worker once the fiber migrated: Asio guards a timer queue with
-  // its reactor's mutex, and nothing else touches this timer object.
-  asio::steady_timer timer(current_worker()->io(), *deadline);
-  timer.async_wait(
-      [ref = FiberRef(fiber), epoch](const std::error_code& error) {
-        if (!error) ref->wake(epoch, WakeReason::kTimedOut, false);
-      });
+  // The node lives in this frame and in the timer heap of the worker we
+  // park on (runtime/timer_heap.h). Woken for another reason, we unlink it
+  // (perhaps from another worker, after a migration); cancel() waits for
+  // an expiry in progress, so nothing touches the node once we return.
+  // Timed out, the expiry already unlinked it.
+  TimerNode node;
+  node.deadline = *deadline;
+  node.fiber = fiber;
+  node.epoch = epoch;
+  current_worker()->timers().add(node);
   const WakeReason reason = fiber->park();
-  if (reason != WakeReason::kTimedOut) timer.cancel();
+  if (reason != WakeReason::kTimedOut) node.heap->cancel(node);
   return reason;
 }
 

@@ -137,12 +137,15 @@ void Worker::loop() {
 }
 
 std::size_t Worker::poll_reactor() noexcept {
+  // Timers first: their wakes queue behind the ones already runnable.
+  std::size_t events =
+      timers_.empty() ? 0 : timers_.expire(std::chrono::steady_clock::now());
   try {
-    return io_.poll();
+    return events + io_.poll();
   } catch (const std::exception& e) {
     // Handlers are ours and do not throw; say so loudly if one ever does.
     std::fprintf(stderr, "green: reactor handler threw: %s\n", e.what());
-    return 1;
+    return events + 1;
   }
 }
 
@@ -244,7 +247,11 @@ void Worker::park() {
     return;
   }
   try {
-    io_.run_one();
+    if (const auto earliest = timers_.earliest()) {
+      io_.run_one_until(*earliest);  // epoll_wait's timeout: no timerfd
+    } else {
+      io_.run_one();
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "green: reactor handler threw: %s\n", e.what());
   }

@@ -15,8 +15,10 @@
 //   3. Run the next local fiber: run-next slot, then the ring.
 //   4. Else the global queue, then the reactor (non-blocking), then steal
 //      half of a random victim's ring (while spinning), then park.
-// Parking blocks in io_context::run_one(), so a socket or a timer still
-// wakes a parked worker; other threads wake it by posting to it.
+// Parking blocks in io_context::run_one(), or run_one_until() the earliest
+// deadline in the worker's TimerHeap, so a socket or a timer still wakes a
+// parked worker; other threads wake it by posting to it. Every poll of the
+// reactor also expires due timers.
 //
 // Trap designed out (1): a green thread is never resumed from inside an Asio
 // completion handler. Handlers only make fibers runnable (push them onto
@@ -44,6 +46,7 @@
 #include "runtime/fiber.h"
 #include "runtime/run_queue.h"
 #include "runtime/stack_pool.h"
+#include "runtime/timer_heap.h"
 
 namespace green::detail {
 
@@ -67,6 +70,8 @@ class Worker {
   // --- Called only on this worker's thread. ---
   Fiber* current_fiber() const noexcept { return current_; }
   StackPool& stack_pool() noexcept { return *stack_pool_; }
+  // Deadlines of green threads parked here (park_until).
+  TimerHeap& timers() noexcept { return timers_; }
   // Makes `fiber` runnable here. `as_next`: the run-next slot (a message
   // was handed to it), capped so two fibers passing messages cannot starve
   // the ring. Returns whether idle workers should be told (false when
@@ -128,6 +133,7 @@ class Worker {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
       work_guard_;
   RunQueue<Fiber> run_queue_;
+  TimerHeap timers_;
   std::unique_ptr<StackPool> stack_pool_;  // created on the worker thread
   std::thread thread_;
 

@@ -4,6 +4,7 @@
 // Bounded in count and time; run under --config=tsan as well.
 #include <time.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -283,6 +284,52 @@ TEST_CASE("timers fire on time while a backlog of green threads waits",
       with_workers(1));
   CHECK(backlog_took > 400ms);
   CHECK(ticker_took < backlog_took / 2);
+}
+
+TEST_CASE("sleepers wake in deadline order, early wakes unlink timers",
+          "[scheduler]") {
+  // One worker: its timer heap expires due deadlines in order, and the
+  // wakes run FIFO, so the order of wake-ups is the order of deadlines,
+  // whatever the order of the calls.
+  std::vector<int> order;
+  std::vector<bool> waited_in_time;
+  green::run(
+      [&] {
+        std::vector<int> delays(100);
+        for (int i = 0; i < 100; ++i) delays[i] = 2 * i + 1;
+        std::shuffle(delays.begin(), delays.end(), std::mt19937(7));
+        // Deadlines from one base, so that slow spawning (TSan) does not
+        // reorder them.
+        const auto base = Clock::now() + 20ms;
+        std::vector<green::GreenThread<void>> sleepers;
+        for (int delay : delays) {
+          sleepers.push_back(green::spawn([&order, base, delay] {
+            green::sleep(base + std::chrono::milliseconds(delay) -
+                         Clock::now());
+            order.push_back(delay);  // one worker: no race
+          }));
+        }
+        // Waits that end early, by an event, must take their timers out of
+        // the heap: the timers would otherwise fire into green threads
+        // that have finished (ASan) or wake them spuriously later.
+        green::Event<void> early;
+        std::vector<green::GreenThread<bool>> waiters;
+        for (int i = 0; i < 50; ++i) {
+          waiters.push_back(
+              green::spawn([&early] { return early.wait(100ms); }));
+        }
+        green::yield();  // let the waiters park
+        early.send();
+        for (auto& w : waiters) waited_in_time.push_back(w.wait());
+        for (auto& s : sleepers) s.wait();
+        green::sleep(150ms);  // past the cancelled deadlines
+      },
+      with_workers(1));
+  std::vector<int> sorted = order;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(order.size() == 100);
+  CHECK(order == sorted);
+  CHECK(std::count(waited_in_time.begin(), waited_in_time.end(), true) == 50);
 }
 
 TEST_CASE("an idle runtime burns no CPU", "[scheduler]") {
