@@ -183,6 +183,15 @@ class RunQueue {
     return nullptr;
   }
 
+  // True if the ring (not counting the run-next slot) is empty. Owner
+  // only: exact for the owner, as only thieves can change head_ meanwhile,
+  // and they only make the ring emptier.
+  bool ring_empty() const noexcept {
+    // relaxed (both): a snapshot; no item is read through it.
+    return head_.load(std::memory_order_relaxed) ==
+           tail_.load(std::memory_order_relaxed);
+  }
+
   // ---- Any thread. ----
 
   // Steals about half of this (victim) queue's ring, n = size - size / 2

@@ -96,15 +96,20 @@ std::uint64_t Worker::take_fiber_id() noexcept {
 }
 
 bool Worker::schedule_local(Fiber* fiber, bool as_next) noexcept {
-  if (as_next && ++run_next_streak_ < kMaxRunNextStreak) {
-    // Into an empty run-next slot: this worker runs it as soon as the
-    // current green thread parks (a message hand-off), so waking another
-    // worker would only have it spin, or steal the message's receiver and
-    // bounce the pair between cores (ping-pong: 265 -> 145 ns a round trip).
-    // Tokio skips the notification for its LIFO slot the same way.
-    return run_queue_.push_next(fiber, scheduler_.global_queue());
+  if (as_next) {
+    // The streak cap is for fairness to the ring: with nothing else queued
+    // here there is nobody to be fair to, and pushing to the ring would
+    // notify another worker that then steals one of the pair.
+    if (++run_next_streak_ < kMaxRunNextStreak || run_queue_.ring_empty()) {
+      // Into an empty run-next slot: this worker runs it as soon as the
+      // current green thread parks (a message hand-off), so waking another
+      // worker would only have it spin, or steal the message's receiver
+      // and bounce the pair between cores. Tokio skips the notification
+      // for its LIFO slot the same way.
+      return run_queue_.push_next(fiber, scheduler_.global_queue());
+    }
+    run_next_streak_ = 0;
   }
-  if (as_next) run_next_streak_ = 0;
   if (batching_wakes_) {
     fiber->queue_next = nullptr;
     if (wake_batch_last_) {
@@ -114,7 +119,7 @@ bool Worker::schedule_local(Fiber* fiber, bool as_next) noexcept {
     }
     wake_batch_last_ = fiber;
     ++wake_batch_count_;
-    return true;
+    return false;  // notified once the batch is in the global queue
   }
   // A full ring moves its older half to the global queue (Go's runqput).
   // That queue serves green threads that have run before ahead of fresh
