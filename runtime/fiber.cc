@@ -80,7 +80,9 @@ WakeReason Fiber::park() noexcept {
 }
 
 void Fiber::yield() noexcept {
-  current_worker()->set_after_switch(Worker::AfterSwitch::kYield);
+  Worker* worker = current_worker();
+  if (worker->yield_directly(this)) return;
+  worker->set_after_switch(Worker::AfterSwitch::kYield);
   switch_to_worker();
 }
 

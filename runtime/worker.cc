@@ -6,6 +6,7 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <cstdio>
+#include <utility>
 
 #include "runtime/sanitizer_hooks.h"
 #include "runtime/scheduler.h"
@@ -70,6 +71,8 @@ Worker::~Worker() { join(); }
 void Worker::start() {
   thread_ = std::thread([this] {
     tls_worker = this;
+    exceptions_ =
+        reinterpret_cast<Fiber::ExceptionState*>(abi::__cxa_get_globals());
     tsan_fiber_ = tsan_current_fiber();
     stack_pool_ = std::make_unique<StackPool>(stack_size_);
     install_overflow_handler();
@@ -207,6 +210,7 @@ Fiber* Worker::find_work() {
 }
 
 Fiber* Worker::find_runnable() noexcept {
+  if (Fiber* fiber = std::exchange(handed_over_, nullptr)) return fiber;
   ++tick_;
   // The reactor first: the global-queue check below may return, and with
   // equal intervals it used to starve the reactor whenever the global
@@ -264,6 +268,52 @@ void Worker::park() {
   if (!scheduler_.remove_parked(this)) spinning_ = true;
 }
 
+bool Worker::yield_directly(Fiber* from) noexcept {
+#if defined(GREEN_ASAN) || defined(GREEN_TSAN)
+  // The sanitizers' switch annotations assume every switch goes through
+  // the worker's own stack (sanitizer_hooks.h); keep to that there.
+  (void)from;
+  return false;
+#else
+  // The loop's periodic checks (reactor, global queue) fall due on the
+  // next tick: let the loop take it.
+  if ((tick_ + 1) % kReactorPollInterval == 0 ||
+      (tick_ + 1) % kGlobalQueueInterval == 0) {
+    return false;
+  }
+  Fiber* const next = run_queue_.pop();
+  if (next == nullptr) return false;  // alone: the loop runs `from` again
+  if (!next->started_running()) {
+    handed_over_ = next;  // needs a stack and a context: the loop's job
+    return false;
+  }
+  ++tick_;
+  if (!canary_intact(from->stack_)) report_stack_overflow(from->stack_);
+  current_ = next;
+  set_running_stack(&next->stack_);
+  from->exception_state_ = *exceptions_;
+  *exceptions_ = next->exception_state_;
+  // On `next`'s stack, before it goes on: save `from`'s context, then
+  // queue it (from then on a thief may run it, so it is not touched
+  // again), and hand `next` the worker context `from` was holding, which
+  // next's pending resume returns as its own worker context.
+  from->worker_context_ =
+      std::move(next->context_)
+          .resume_with([from](boost::context::fiber&& from_context) {
+            boost::context::fiber worker_context =
+                std::move(from->worker_context_);
+            from->context_ = std::move(from_context);
+            Worker* worker = current_worker();
+            worker->run_queue_.push_back(from,
+                                         worker->scheduler_.global_queue());
+            return worker_context;
+          });
+  // Running again, maybe on another worker, resumed by its loop or by a
+  // direct switch; either handed us the worker context (stored above).
+  return true;
+#endif
+}
+
 void Worker::run(Fiber* fiber) noexcept {
   if (!fiber->context_) {
     // First run: bind a stack now, not at spawn, so that a million spawned
@@ -297,16 +347,19 @@ void Worker::run(Fiber* fiber) noexcept {
   current_ = fiber;
   set_running_stack(&fiber->stack_);
   // The exception state travels with the green thread (fiber.h). This
-  // frame never leaves the worker's own stack, so caching the pointer to
-  // the thread's state across the switch is right here.
-  auto* exceptions =
-      reinterpret_cast<Fiber::ExceptionState*>(abi::__cxa_get_globals());
+  // frame never leaves the worker's own stack, so the cached pointer to
+  // the thread's state is right here.
+  Fiber::ExceptionState* const exceptions = exceptions_;
   const Fiber::ExceptionState worker_exceptions = *exceptions;
   *exceptions = fiber->exception_state_;
   tsan_switch(fiber->tsan_fiber_);
   asan_start_switch(&asan_fake_stack_, fiber->stack_.limit, fiber->stack_.size);
-  fiber->context_ = std::move(fiber->context_).resume();
+  boost::context::fiber back = std::move(fiber->context_).resume();
   asan_finish_switch(asan_fake_stack_, nullptr, nullptr);
+  // Green threads may have yielded to each other directly (yield_directly)
+  // since: the one switching back is current_, not necessarily `fiber`.
+  fiber = current_;
+  fiber->context_ = std::move(back);
   fiber->exception_state_ = *exceptions;
   *exceptions = worker_exceptions;
   set_running_stack(nullptr);

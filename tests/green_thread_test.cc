@@ -91,6 +91,38 @@ TEST_CASE("yields on one worker interleave in spawn order", "[green_thread]") {
   CHECK(order == "ABCABCABC");
 }
 
+TEST_CASE("timers fire while green threads only yield to each other",
+          "[green_thread]") {
+  // Yields switch between green threads directly; the worker must still
+  // take its periodic turns at the reactor and the timers, or the sleeper
+  // below never wakes and the yielders spin forever.
+  const auto start = Clock::now();
+  long yields = 0;
+  green::run(
+      [&yields] {
+        std::atomic<bool> woke{false};
+        auto sleeper = green::spawn([&woke] {
+          green::sleep(20ms);
+          woke.store(true, std::memory_order_relaxed);
+        });
+        auto spin = [&woke] {
+          long n = 0;
+          while (!woke.load(std::memory_order_relaxed)) {
+            green::yield();
+            ++n;
+          }
+          return n;
+        };
+        auto a = green::spawn(spin);
+        auto b = green::spawn(spin);
+        sleeper.wait();
+        yields = a.wait() + b.wait();
+      },
+      with_workers(1));
+  CHECK(yields > 0);
+  CHECK(Clock::now() - start < 5s);
+}
+
 TEST_CASE("sleep lasts at least its duration, within generous bounds",
           "[green_thread]") {
   green::run([] {
@@ -399,7 +431,10 @@ TEST_CASE("a green thread may block inside a catch block and rethrow",
               throw std::runtime_error(mine);
             } catch (...) {
               green::sleep(1ms);
-              green::yield();
+              // Yields switch straight between green threads (no trip
+              // through the worker's loop): the exception state must
+              // travel with those switches too.
+              for (int k = 0; k < 5; ++k) green::yield();
               try {
                 throw;  // rethrows the exception being handled: ours
               } catch (const std::runtime_error& e) {
