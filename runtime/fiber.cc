@@ -72,8 +72,11 @@ std::uint32_t Fiber::begin_park() {
 }
 
 WakeReason Fiber::park() noexcept {
-  current_worker()->set_after_switch(Worker::AfterSwitch::kPark);
-  switch_to_worker();
+  Worker* worker = current_worker();
+  if (!worker->switch_directly(this, Worker::AfterSwitch::kPark)) {
+    worker->set_after_switch(Worker::AfterSwitch::kPark);
+    switch_to_worker();
+  }
   // acquire: pairs with the waker's CAS, so whatever it handed over before
   // waking us (a queue item, a permit) is visible.
   return reason_of(state_.load(std::memory_order_acquire));
@@ -81,7 +84,7 @@ WakeReason Fiber::park() noexcept {
 
 void Fiber::yield() noexcept {
   Worker* worker = current_worker();
-  if (worker->yield_directly(this)) return;
+  if (worker->switch_directly(this, Worker::AfterSwitch::kYield)) return;
   worker->set_after_switch(Worker::AfterSwitch::kYield);
   switch_to_worker();
 }

@@ -268,21 +268,22 @@ void Worker::park() {
   if (!scheduler_.remove_parked(this)) spinning_ = true;
 }
 
-bool Worker::yield_directly(Fiber* from) noexcept {
+bool Worker::switch_directly(Fiber* from, AfterSwitch after) noexcept {
 #if defined(GREEN_ASAN) || defined(GREEN_TSAN)
   // The sanitizers' switch annotations assume every switch goes through
   // the worker's own stack (sanitizer_hooks.h); keep to that there.
   (void)from;
+  (void)after;
   return false;
 #else
-  // The loop's periodic checks (reactor, global queue) fall due on the
-  // next tick: let the loop take it.
+  // The loop's periodic checks (reactor, timers, global queue) fall due on
+  // the next tick: let the loop take it.
   if ((tick_ + 1) % kReactorPollInterval == 0 ||
       (tick_ + 1) % kGlobalQueueInterval == 0) {
     return false;
   }
   Fiber* const next = run_queue_.pop();
-  if (next == nullptr) return false;  // alone: the loop runs `from` again
+  if (next == nullptr) return false;  // the loop looks further, or parks
   if (!next->started_running()) {
     handed_over_ = next;  // needs a stack and a context: the loop's job
     return false;
@@ -293,19 +294,25 @@ bool Worker::yield_directly(Fiber* from) noexcept {
   set_running_stack(&next->stack_);
   from->exception_state_ = *exceptions_;
   *exceptions_ = next->exception_state_;
-  // On `next`'s stack, before it goes on: save `from`'s context, then
-  // queue it (from then on a thief may run it, so it is not touched
-  // again), and hand `next` the worker context `from` was holding, which
-  // next's pending resume returns as its own worker context.
+  // On `next`'s stack, before it goes on: save `from`'s context, then do
+  // what Worker::run would after a switch back -- queue it (yield), or
+  // commit its park and queue it only if a wake already came. From then on
+  // another worker may run it, so it is not touched again. `next` is
+  // handed the worker context `from` was holding; its pending resume
+  // returns it as its own.
   from->worker_context_ =
       std::move(next->context_)
-          .resume_with([from](boost::context::fiber&& from_context) {
+          .resume_with([from, after](boost::context::fiber&& from_context) {
             boost::context::fiber worker_context =
                 std::move(from->worker_context_);
             from->context_ = std::move(from_context);
             Worker* worker = current_worker();
-            worker->run_queue_.push_back(from,
-                                         worker->scheduler_.global_queue());
+            if (after == AfterSwitch::kYield) {
+              worker->run_queue_.push_back(from,
+                                           worker->scheduler_.global_queue());
+            } else if (!from->commit_park()) {
+              worker->schedule_local(from, false);
+            }
             return worker_context;
           });
   // Running again, maybe on another worker, resumed by its loop or by a
@@ -356,7 +363,7 @@ void Worker::run(Fiber* fiber) noexcept {
   asan_start_switch(&asan_fake_stack_, fiber->stack_.limit, fiber->stack_.size);
   boost::context::fiber back = std::move(fiber->context_).resume();
   asan_finish_switch(asan_fake_stack_, nullptr, nullptr);
-  // Green threads may have yielded to each other directly (yield_directly)
+  // Green threads may have switched to each other directly (switch_directly)
   // since: the one switching back is current_, not necessarily `fiber`.
   fiber = current_;
   fiber->context_ = std::move(back);

@@ -82,17 +82,20 @@ class Worker {
   // so that workers spawning at once do not contend on one counter.
   std::uint64_t take_fiber_id() noexcept;
 
-  // Called by the running green thread `from` in yield(): switches straight
-  // to the next runnable green thread that has run before, without the
-  // round trip through this worker's loop, and queues `from` behind it.
-  // Returns true once `from` runs again (perhaps on another worker: the
-  // caller must not use its Worker* afterwards); false if the loop has to
-  // do the switch (periodic checks due, nothing else runnable, a fresh
-  // green thread next, or a sanitizer build).
-  bool yield_directly(Fiber* from) noexcept;
-
   // What the fiber that switched back asks of this worker.
   enum class AfterSwitch : std::uint8_t { kYield, kPark, kFinish };
+
+  // Called by the running green thread `from` as it yields (`after` is
+  // kYield) or parks (kPark, after begin_park()): switches straight to the
+  // next runnable green thread that has run before, without the round trip
+  // through this worker's loop, and then does for `from` what the loop
+  // would (queue it behind, or commit its park). Returns true once `from`
+  // runs again (perhaps on another worker: the caller must not use its
+  // Worker* afterwards); false if the loop has to do the switch (periodic
+  // checks due, nothing else runnable, a fresh green thread next, or a
+  // sanitizer build).
+  bool switch_directly(Fiber* from, AfterSwitch after) noexcept;
+
   void set_after_switch(AfterSwitch after) noexcept { after_switch_ = after; }
   void* tsan_fiber() const noexcept { return tsan_fiber_; }
 
@@ -154,7 +157,7 @@ class Worker {
   std::uint64_t next_fiber_id_ = 0;
   std::uint64_t fiber_id_limit_ = 0;
   bool spinning_ = false;
-  // A fresh green thread popped by yield_directly(), which cannot switch to
+  // A fresh green thread popped by switch_directly(), which cannot switch to
   // it (it has no context yet): the loop runs it next.
   Fiber* handed_over_ = nullptr;
   // This thread's C++ exception state (__cxa_get_globals), cached.
