@@ -55,7 +55,6 @@
 #include <chrono>
 #include <concepts>
 #include <cstddef>
-#include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -69,6 +68,7 @@
 #include "runtime/thread_annotations.h"
 #include "runtime/wait_list.h"
 #include "sync/deadline.h"
+#include "sync/ring_buffer.h"
 #include "sync/spin_guard.h"
 
 namespace green {
@@ -76,20 +76,7 @@ namespace detail {
 
 // Buffer policies: FIFO (Queue, LightQueue), LIFO, and a binary heap.
 template <typename T>
-class FifoBuffer {
- public:
-  bool empty() const noexcept { return items_.empty(); }
-  std::size_t size() const noexcept { return items_.size(); }
-  void push(T&& item) { items_.push_back(std::move(item)); }
-  T pop() {
-    T item = std::move(items_.front());
-    items_.pop_front();
-    return item;
-  }
-
- private:
-  std::deque<T> items_;
-};
+using FifoBuffer = RingBuffer<T>;  // sync/ring_buffer.h
 
 template <typename T>
 class LifoBuffer {

@@ -442,3 +442,31 @@ TEST_CASE("queue: the last task_done may destroy the queue it completes",
       },
       with_workers(workers));
 }
+
+TEST_CASE("queue: the ring buffer keeps FIFO order across wrap and growth",
+          "[queue]") {
+  // Counts live items, so that a leak or a double destruction shows.
+  static int live = 0;
+  struct Item {
+    explicit Item(int v) : value(std::make_unique<int>(v)) { ++live; }
+    Item(Item&& other) noexcept : value(std::move(other.value)) { ++live; }
+    ~Item() { --live; }
+    std::unique_ptr<int> value;  // move-only
+  };
+  {
+    green::detail::RingBuffer<Item> ring;
+    int next_in = 0, next_out = 0;
+    // Push and pop at different rates so the head walks around the ring
+    // while it grows from 16 to 256 slots.
+    for (int round = 0; round < 200; ++round) {
+      for (int i = 0; i < 3; ++i) ring.push(Item(next_in++));
+      for (int i = 0; i < 2; ++i) {
+        REQUIRE(*ring.pop().value == next_out++);
+      }
+    }
+    CHECK(ring.size() == static_cast<std::size_t>(next_in - next_out));
+    CHECK(live == next_in - next_out);
+    for (int i = 0; i < 50; ++i) REQUIRE(*ring.pop().value == next_out++);
+  }  // the other 150 items are destroyed with the ring
+  CHECK(live == 0);
+}
