@@ -105,6 +105,7 @@ class GlobalQueue {
     const bool woken = item->started_running();
     Lock lock(mutex_);
     (woken ? woken_ : fresh_).append(item, item);
+    woken_count_ += woken;
     add_size_locked(1);
   }
 
@@ -119,15 +120,19 @@ class GlobalQueue {
     last->queue_next = nullptr;
     // Split the private chain outside the lock, keeping each part in order.
     List woken, fresh;
+    std::size_t woken_count = 0;
     for (T* item = first; item != nullptr;) {
       T* const next = item->queue_next;
       item->queue_next = nullptr;
-      (item->started_running() ? woken : fresh).append(item, item);
+      const bool started = item->started_running();
+      (started ? woken : fresh).append(item, item);
+      woken_count += started;
       item = next;
     }
     Lock lock(mutex_);
     woken_.splice(woken);
     fresh_.splice(fresh);
+    woken_count_ += woken_count;
     add_size_locked(count);
   }
 
@@ -144,10 +149,12 @@ class GlobalQueue {
   // the fairness bound (Go's globrunqget uses size() / workers + 1, so one
   // worker does not take everything); this also never moves more than half a
   // ring, as globrunqget, nor more than `destination` has room for, so
-  // nothing overflows straight back here.
+  // nothing overflows straight back here. `woken_only`: take at most as
+  // many as there are woken items (at least one), i.e. no batch of fresh
+  // ones -- a busy worker's periodic check (Worker::find_runnable).
   template <std::size_t Capacity>
-  T* pop_batch_into(RunQueue<T, Capacity>& destination,
-                    std::size_t max) noexcept GREEN_EXCLUDES(mutex_) {
+  T* pop_batch_into(RunQueue<T, Capacity>& destination, std::size_t max,
+                    bool woken_only = false) noexcept GREEN_EXCLUDES(mutex_) {
     // Room in the destination ring. The caller owns it, so it can only gain
     // room (thieves take) until we push: the figure is safe to use later.
     const std::size_t used = destination.size();
@@ -158,8 +165,11 @@ class GlobalQueue {
       Lock lock(mutex_);
       // relaxed: we hold mutex_, the only writer.
       if (size_.load(std::memory_order_relaxed) == 0) return nullptr;
-      chain = detach_locked(
-          std::min(to_move + 1, size_.load(std::memory_order_relaxed)));
+      std::size_t count =
+          std::min(to_move + 1, size_.load(std::memory_order_relaxed));
+      if (woken_only)
+        count = std::min(count, std::max<std::size_t>(woken_count_, 1));
+      chain = detach_locked(count);
     }
     // The chain is ours now; fill the ring outside the lock.
     T* const run_now = chain;
@@ -268,6 +278,7 @@ class GlobalQueue {
     for (; taken < count && !woken_.empty(); ++taken) {
       T* const item = woken_.pop_front();
       chain.append(item, item);
+      --woken_count_;
     }
     for (; taken < count; ++taken) {
       T* const item = fresh_.pop_front();
@@ -290,13 +301,14 @@ class GlobalQueue {
   static constexpr std::uint32_t kFreshTurn = 4;
 
   // Guards both lists (their heads, tails and the queue_next links of every
-  // item in them), detach_calls_, and all writes to size_. Taken only on
-  // overflow, on injection from non-workers and on a worker's periodic
+  // item in them), detach_calls_, woken_count_, and all writes to size_. Taken
+  // only on overflow, on injection from non-workers and on a worker's periodic
   // fairness check, so contention is low; Go uses sched.lock the same way.
   Mutex mutex_;
   List woken_ GREEN_GUARDED_BY(mutex_);  // Items that have run before.
   List fresh_ GREEN_GUARDED_BY(mutex_);  // Items that never ran.
   std::uint32_t detach_calls_ GREEN_GUARDED_BY(mutex_) = 0;
+  std::size_t woken_count_ GREEN_GUARDED_BY(mutex_) = 0;  // woken_'s length
   // Written under mutex_, read without it (invariant 3).
   std::atomic<std::size_t> size_{0};
 };

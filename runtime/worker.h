@@ -130,7 +130,7 @@ class Worker {
   Fiber* find_work();
   // One pass over every source of work, stealing if allowed to spin.
   Fiber* find_runnable() noexcept;
-  Fiber* take_from_global() noexcept;
+  Fiber* take_from_global(bool woken_only = false) noexcept;
   Fiber* steal() noexcept;
   void park();
   void run(Fiber* fiber) noexcept;

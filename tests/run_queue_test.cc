@@ -533,5 +533,28 @@ TEST_CASE("GlobalQueue: fresh items age through a stream of started ones") {
   CHECK(pops <= 10 * 4 + 4);  // one fresh item at least every fourth pop
 }
 
+TEST_CASE("GlobalQueue: a woken-only batch takes no fresh items but one") {
+  // A busy worker's periodic check: every woken item may come (I/O wakes
+  // must not wait behind the ring), but fresh spawns only one at a time.
+  std::vector<Item> items = make_items(8);
+  for (int i = 0; i < 3; ++i) items[i].started = true;
+  Global global;
+  for (int i = 3; i < 8; ++i) global.push(&items[i]);  // fresh, queued first
+  for (int i = 0; i < 3; ++i) global.push(&items[i]);
+  Ring ring;
+  Item* first = global.pop_batch_into(ring, 100, /*woken_only=*/true);
+  REQUIRE(first != nullptr);
+  CHECK(first->value == 0);
+  CHECK(ring.size() == 2);  // 1 and 2; no fresh item came along
+  CHECK(global.pop_batch_into(ring, 100, /*woken_only=*/true)->value == 3);
+  CHECK(ring.size() == 2);  // still: one fresh item, run at once
+  CHECK(ring.pop()->value == 1);
+  CHECK(ring.pop()->value == 2);
+  // An ordinary batch takes the rest.
+  CHECK(global.pop_batch_into(ring, 100)->value == 4);
+  CHECK(ring.size() == 3);
+  CHECK(global.empty());
+}
+
 }  // namespace
 }  // namespace green::detail
