@@ -98,6 +98,14 @@ Listener SocketAccess::listener(std::unique_ptr<IoHandle> io) {
   return Listener(std::move(io));
 }
 
+AcceptedConnection accept_waiting(IoHandle& handle) {
+  IoHandle::Use use(handle, Direction::kRead, "accept");
+  AcceptedConnection raw;
+  raw.fd = *accept_fd(handle, raw.address, raw.length,
+                      handle.deadline_from_now(), nullptr, "accept");
+  return raw;
+}
+
 }  // namespace detail
 
 Listener::Listener() noexcept = default;
@@ -129,15 +137,9 @@ Listener Listener::adopt(int fd) {
 }
 
 Accepted Listener::accept() {
-  detail::IoHandle& handle = io("accept");
-  detail::IoHandle::Use use(handle, detail::Direction::kRead, "accept");
-  sockaddr_storage address;
-  socklen_t length;
-  const int fd = *detail::accept_fd(
-      handle, address, length, handle.deadline_from_now(), nullptr, "accept");
-  Accepted accepted{detail::SocketAccess::tcp(fd), Endpoint()};
-  std::memcpy(accepted.peer.data(), &address, length);
-  accepted.peer.resize(length);
+  detail::AcceptedConnection raw = detail::accept_waiting(io("accept"));
+  Accepted accepted{detail::SocketAccess::tcp(raw.fd), Endpoint()};
+  raw.copy_peer_to(accepted.peer);
   return accepted;
 }
 

@@ -24,6 +24,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -99,6 +100,23 @@ namespace detail {
 std::optional<int> accept_fd(IoHandle& io, sockaddr_storage& address,
                              socklen_t& length, Deadline deadline,
                              WakeHook* hook, const char* call);
+
+// A descriptor accept_waiting() returned, with its peer's address.
+struct AcceptedConnection {
+  int fd = -1;
+  sockaddr_storage address;
+  socklen_t length = 0;
+  // Into an Endpoint or UnixEndpoint (data() and resize()).
+  template <typename EndpointType>
+  void copy_peer_to(EndpointType& peer) const {
+    std::memcpy(peer.data(), &address, length);
+    peer.resize(length);
+  }
+};
+// The body of Listener::accept and UnixListener::accept: takes the read
+// slot and waits (the handle's timeout applies) for one connection. The
+// caller owns the fd from then on.
+AcceptedConnection accept_waiting(IoHandle& handle);
 
 // Creates a bound, listening socket; the fd.
 int listen_fd(const sockaddr* address, socklen_t length, int type,

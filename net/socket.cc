@@ -12,6 +12,7 @@
 #include <string>
 
 #include "net/errors.h"
+#include "net/socket_name.h"
 
 namespace green::net {
 namespace detail {
@@ -223,27 +224,14 @@ TcpSocket TcpSocket::adopt(int fd) {
   return detail::SocketAccess::tcp(fd);
 }
 
-namespace {
-
-Endpoint socket_name(detail::IoHandle& io, bool peer, const char* call) {
-  detail::IoHandle::Control control(io, call);
-  Endpoint endpoint;
-  socklen_t length = static_cast<socklen_t>(endpoint.capacity());
-  const int result = peer ? ::getpeername(io.fd(), endpoint.data(), &length)
-                          : ::getsockname(io.fd(), endpoint.data(), &length);
-  if (result < 0) io.throw_error(errno, call);
-  endpoint.resize(length);
-  return endpoint;
-}
-
-}  // namespace
-
 Endpoint TcpSocket::local_endpoint() const {
-  return socket_name(io("local_endpoint"), false, "local_endpoint");
+  return detail::socket_name<Endpoint>(io("local_endpoint"), false,
+                                       "local_endpoint");
 }
 
 Endpoint TcpSocket::peer_endpoint() const {
-  return socket_name(io("peer_endpoint"), true, "peer_endpoint");
+  return detail::socket_name<Endpoint>(io("peer_endpoint"), true,
+                                       "peer_endpoint");
 }
 
 void TcpSocket::set_nodelay(bool enabled) {

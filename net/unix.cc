@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "net/errors.h"
+#include "net/socket_name.h"
 #include "runtime/green_thread.h"
 
 namespace green::net {
@@ -36,17 +37,6 @@ IoHandle& SocketAccess::io(UnixListener& listener, const char* call) {
 
 namespace {
 
-UnixEndpoint unix_name(detail::IoHandle& io, bool peer, const char* call) {
-  detail::IoHandle::Control control(io, call);
-  UnixEndpoint endpoint;
-  socklen_t length = static_cast<socklen_t>(endpoint.capacity());
-  const int result = peer ? ::getpeername(io.fd(), endpoint.data(), &length)
-                          : ::getsockname(io.fd(), endpoint.data(), &length);
-  if (result < 0) io.throw_error(errno, call);
-  endpoint.resize(length);
-  return endpoint;
-}
-
 UnixEndpoint endpoint_for(std::string_view path, const char* call) {
   if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     throw std::invalid_argument(
@@ -59,11 +49,13 @@ UnixEndpoint endpoint_for(std::string_view path, const char* call) {
 }  // namespace
 
 UnixEndpoint UnixStream::local_endpoint() const {
-  return unix_name(io("local_endpoint"), false, "local_endpoint");
+  return detail::socket_name<UnixEndpoint>(io("local_endpoint"), false,
+                                           "local_endpoint");
 }
 
 UnixEndpoint UnixStream::peer_endpoint() const {
-  return unix_name(io("peer_endpoint"), true, "peer_endpoint");
+  return detail::socket_name<UnixEndpoint>(io("peer_endpoint"), true,
+                                           "peer_endpoint");
 }
 
 UnixListener::UnixListener() noexcept = default;
@@ -82,20 +74,16 @@ detail::IoHandle& UnixListener::io(const char* call) const {
 }
 
 UnixAccepted UnixListener::accept() {
-  detail::IoHandle& handle = io("accept");
-  detail::IoHandle::Use use(handle, detail::Direction::kRead, "accept");
-  sockaddr_storage address;
-  socklen_t length;
-  const int fd = *detail::accept_fd(
-      handle, address, length, handle.deadline_from_now(), nullptr, "accept");
-  UnixAccepted accepted{detail::SocketAccess::unix_stream(fd), UnixEndpoint()};
-  std::memcpy(accepted.peer.data(), &address, length);
-  accepted.peer.resize(length);
+  detail::AcceptedConnection raw = detail::accept_waiting(io("accept"));
+  UnixAccepted accepted{detail::SocketAccess::unix_stream(raw.fd),
+                        UnixEndpoint()};
+  raw.copy_peer_to(accepted.peer);
   return accepted;
 }
 
 UnixEndpoint UnixListener::local_endpoint() const {
-  return unix_name(io("local_endpoint"), false, "local_endpoint");
+  return detail::socket_name<UnixEndpoint>(io("local_endpoint"), false,
+                                           "local_endpoint");
 }
 
 void UnixListener::close() noexcept {
