@@ -63,10 +63,9 @@ class EventCore {
     }
     result_ = std::move(result);
     while (Waiter* waiter = waiters_.pop_front()) {
-      // Hand the result over BEFORE notify(): a notified waiter returns
-      // without taking lock_ again (block_on_handoff), so the event may be
-      // destroyed as soon as its last waiter has it. A waiter that is
-      // leaving (timed out, interrupted) gets nothing.
+      // The waiter reads its result after it took lock_ again, i.e. once
+      // this send() has let go of the event. A waiter that is leaving
+      // (timed out, interrupted) gets nothing.
       auto* handed = static_cast<ResultPtr*>(waiter->payload);
       *handed = result_;
       // notify(false): a broadcast, not a message to one receiver.
@@ -83,10 +82,11 @@ class EventCore {
       ResultPtr handed;
       Waiter waiter;
       waiter.payload = &handed;
-      if (block_on_handoff(waiters_, lock.get(), waiter, deadline) ==
-          WakeReason::kNotified) {
-        return handed;  // lock_ released: the event is not touched again
-      }
+      // block_on, which takes lock_ again after a wake: the sender may
+      // still be in publish(), and a waiter that owns the event (the
+      // usual case) must not destroy it before publish() let go of it.
+      block_on(waiters_, lock.get(), waiter, deadline);
+      if (handed) return handed;
     }
   }
 
@@ -121,28 +121,21 @@ struct EventResult {
   std::exception_ptr error;
   std::optional<T> value;
 };
+template <>
+struct EventResult<void> {
+  std::exception_ptr error;
+};
 
-}  // namespace detail
-
+// What Event<T> and Event<void> share: everything but send() and wait().
 template <typename T>
-class Event {
+class EventBase {
  public:
-  static_assert(std::is_copy_constructible_v<T>,
-                "green::Event<T>: every waiter gets a copy, so T must be "
-                "copyable (use std::shared_ptr<U> for a move-only U)");
+  EventBase() = default;
+  EventBase(const EventBase&) = delete;
+  EventBase& operator=(const EventBase&) = delete;
 
-  Event() = default;
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-
-  // Makes the event ready with `value` and wakes every waiter. Throws
-  // std::logic_error if it was sent already (reset() first).
-  void send(T value) {
-    auto result = std::make_shared<Result>();
-    result->value.emplace(std::move(value));
-    core_.publish(std::move(result), "green::Event::send");
-  }
   // Makes every waiter (current and later, until reset()) throw `error`.
+  // Throws std::logic_error if the event was sent already (reset() first).
   void send_exception(std::exception_ptr error) {
     auto result = std::make_shared<Result>();
     result->error = std::move(error);
@@ -151,16 +144,6 @@ class Event {
   template <typename E>
   void send_exception(E error) {
     send_exception(std::make_exception_ptr(std::move(error)));
-  }
-
-  // Blocks until sent; returns (a copy of) the value or throws the sent
-  // exception.
-  T wait() { return unpack(core_.wait(std::nullopt)); }
-  // Waits at most `timeout`; empty if the event was not sent in time.
-  std::optional<T> wait(std::chrono::nanoseconds timeout) {
-    auto result = core_.wait(detail::deadline_after(timeout));
-    if (!result) return std::nullopt;
-    return unpack(std::move(result));
   }
 
   bool ready() const { return core_.peek() != nullptr; }
@@ -178,64 +161,65 @@ class Event {
   // How many callers are blocked in wait().
   std::size_t waiting() const { return core_.waiting(); }
 
- private:
-  using Result = detail::EventResult<T>;
-  static T unpack(std::shared_ptr<const Result> result) {
-    if (result->error) std::rethrow_exception(result->error);
+ protected:
+  using Result = EventResult<T>;
+  using ResultPtr = typename EventCore<Result>::ResultPtr;
+
+  // The result, or nullptr if `timeout` passed first; rethrows a sent
+  // exception.
+  ResultPtr wait_for_result(std::optional<std::chrono::nanoseconds> timeout) {
+    ResultPtr result =
+        core_.wait(timeout ? deadline_after(*timeout) : Deadline(std::nullopt));
+    if (result && result->error) std::rethrow_exception(result->error);
+    return result;
+  }
+
+  EventCore<Result> core_;
+};
+
+}  // namespace detail
+
+template <typename T>
+class Event : public detail::EventBase<T> {
+ public:
+  static_assert(std::is_copy_constructible_v<T>,
+                "green::Event<T>: every waiter gets a copy, so T must be "
+                "copyable (use std::shared_ptr<U> for a move-only U)");
+
+  // Makes the event ready with `value` and wakes every waiter. Throws
+  // std::logic_error if it was sent already (reset() first).
+  void send(T value) {
+    auto result = std::make_shared<typename Event::Result>();
+    result->value.emplace(std::move(value));
+    this->core_.publish(std::move(result), "green::Event::send");
+  }
+
+  // Blocks until sent; returns (a copy of) the value or throws the sent
+  // exception.
+  T wait() { return *this->wait_for_result(std::nullopt)->value; }
+  // Waits at most `timeout`; empty if the event was not sent in time.
+  std::optional<T> wait(std::chrono::nanoseconds timeout) {
+    auto result = this->wait_for_result(timeout);
+    if (!result) return std::nullopt;
     return *result->value;
   }
-  detail::EventCore<Result> core_;
 };
 
 template <>
-class Event<void> {
+class Event<void> : public detail::EventBase<void> {
  public:
-  Event() = default;
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-
+  // Makes the event ready and wakes every waiter. Throws std::logic_error
+  // if it was sent already (reset() first).
   void send() {
     core_.publish(std::make_shared<Result>(), "green::Event::send");
   }
-  void send_exception(std::exception_ptr error) {
-    auto result = std::make_shared<Result>();
-    result->error = std::move(error);
-    core_.publish(std::move(result), "green::Event::send_exception");
-  }
-  template <typename E>
-  void send_exception(E error) {
-    send_exception(std::make_exception_ptr(std::move(error)));
-  }
 
-  void wait() { unpack(core_.wait(std::nullopt)); }
+  // Blocks until sent; throws the sent exception.
+  void wait() { wait_for_result(std::nullopt); }
   // Returns false if the event was not sent within `timeout`.
   bool wait(std::chrono::nanoseconds timeout) {
-    auto result = core_.wait(detail::deadline_after(timeout));
-    if (!result) return false;
-    unpack(std::move(result));
-    return true;
+    return wait_for_result(timeout) != nullptr;
   }
-
-  bool ready() const { return core_.peek() != nullptr; }
-  bool has_value() const {
-    auto result = core_.peek();
-    return result && !result->error;
-  }
-  bool has_exception() const {
-    auto result = core_.peek();
-    return result && result->error;
-  }
-  void reset() { core_.reset(); }
-  std::size_t waiting() const { return core_.waiting(); }
-
- private:
-  struct Result {
-    std::exception_ptr error;
-  };
-  static void unpack(std::shared_ptr<const Result> result) {
-    if (result->error) std::rethrow_exception(result->error);
-  }
-  detail::EventCore<Result> core_;
 };
 
 }  // namespace green

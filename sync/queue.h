@@ -299,20 +299,15 @@ class BasicQueue {
       bool done = false;
       Waiter waiter;
       waiter.payload = &done;
-      // A joiner told "all done" returns without touching the queue again:
-      // the green thread that called the last task_done() may own the
-      // queue and destroy it at once.
-      if (block_on_handoff(joiners_, lock.get(), waiter, deadline) ==
-          WakeReason::kNotified) {
-        return true;
-      }
+      // block_on takes lock_ again after a wake: the joiner (which usually
+      // owns the queue) returns only once task_done() has let go of it.
+      block_on(joiners_, lock.get(), waiter, deadline);
       if (done) return true;
     }
     return true;
   }
 
-  // Tells every joiner that all tasks are done: its flag first, then
-  // notify() (block_on_handoff does not take the lock again).
+  // Tells every joiner that all tasks are done: its flag, then notify().
   void notify_joiners_locked() GREEN_REQUIRES(lock_) {
     while (Waiter* joiner = joiners_.pop_front()) {
       auto* done = static_cast<bool*>(joiner->payload);

@@ -43,12 +43,10 @@ bool Permits::acquire(bool block, Deadline deadline) {
     bool granted = false;
     Waiter waiter;
     waiter.payload = &granted;
-    // A waiter granted its unit returns without touching the semaphore
-    // again: its owner may destroy it once the waiter has what it wanted.
-    if (block_on_handoff(acquirers_, lock.get(), waiter, deadline) ==
-        WakeReason::kNotified) {
-      return true;
-    }
+    // block_on takes lock_ again after a wake, so the releaser has let go
+    // of the semaphore before this caller (which may own it) returns.
+    block_on(acquirers_, lock.get(), waiter, deadline);
+    if (granted) return true;
     // Timed out (checked above on the next round) or woken spuriously.
   }
 }
@@ -66,18 +64,15 @@ Permits::Released Permits::release(bool block, Deadline deadline) {
     bool done = false;
     Waiter waiter;
     waiter.payload = &done;
-    // A waiter granted its unit returns without touching the semaphore
-    // again: its owner may destroy it once the waiter has what it wanted.
-    if (block_on_handoff(releasers_, lock.get(), waiter, deadline) ==
-        WakeReason::kNotified) {
-      return Released::kDone;
-    }
+    // block_on takes lock_ again after a wake, so the releaser has let go
+    // of the semaphore before this caller (which may own it) returns.
+    block_on(releasers_, lock.get(), waiter, deadline);
+    if (done) return Released::kDone;
   }
 }
 
 bool Permits::hand_to_acquirer_locked() {
   while (Waiter* waiter = acquirers_.pop_front()) {
-    // The waiter's flag before notify(): block_on_handoff does not relock.
     if (notify_granted(*waiter)) return true;
   }
   return false;
