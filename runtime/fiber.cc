@@ -121,11 +121,48 @@ bool Fiber::commit_park() noexcept {
   }
 }
 
+bool Fiber::claim(std::uint32_t epoch, WakeReason reason) noexcept {
+  std::uint64_t s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (epoch_of(s) != epoch || (s & kClaimed)) return false;
+    const std::uint64_t phase = s & kPhaseMask;
+    if (phase != kParking && phase != kParked) return false;  // woken
+    // The phase stays: commit_park() may still turn kParking into kParked.
+    // release: publishes what the claimer handed over (read after the
+    // fiber resumes, through release_claim's release). relaxed would not
+    // do for a claimer that hands over and then releases on another path.
+    if (state_.compare_exchange_weak(s, with_reason(s, reason) | kClaimed,
+                                     std::memory_order_release,
+                                     std::memory_order_relaxed)) {
+      return true;
+    }
+  }
+}
+
+void Fiber::release_claim(bool as_next) noexcept {
+  std::uint64_t s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    assert(s & kClaimed);
+    const std::uint64_t phase = s & kPhaseMask;
+    // Still switching out: kWoken, and the worker that parks it re-queues
+    // it (commit_park fails). Parked: ours to queue.
+    const std::uint64_t next =
+        (s & ~(kClaimed | kPhaseMask)) | (phase == kParked ? kRunning : kWoken);
+    // acq_rel: as in wake() (acquire: we may queue it and need context_).
+    if (state_.compare_exchange_weak(s, next, std::memory_order_acq_rel,
+                                     std::memory_order_relaxed)) {
+      if (phase == kParked) enqueue(as_next);
+      return;
+    }
+  }
+}
+
 bool Fiber::wake(std::uint32_t epoch, WakeReason reason,
                  bool as_next) noexcept {
   std::uint64_t s = state_.load(std::memory_order_relaxed);
   for (;;) {
     if (epoch_of(s) != epoch) return false;  // a stale wake-up
+    if (s & kClaimed) return false;          // claimed: its waker wakes it
     const std::uint64_t phase = s & kPhaseMask;
     std::uint64_t next;
     if (phase == kParking) {
@@ -160,7 +197,11 @@ bool Fiber::post_interrupt(std::exception_ptr exception, bool is_kill,
     if (only_if_not_started && (s & kStarted)) return false;
     phase = s & kPhaseMask;
     std::uint64_t next = s | kInterruptPending;
-    if (phase == kParking) {
+    if (s & kClaimed) {
+      // A claimed wake is under way: the fiber raises the interrupt at its
+      // next blocking point; its claimer makes it runnable.
+      phase = kRunning;  // nothing to queue below
+    } else if (phase == kParking) {
       next =
           (with_reason(next, WakeReason::kInterrupted) & ~kPhaseMask) | kWoken;
     } else if (phase == kParked) {

@@ -105,6 +105,13 @@ class Fiber {
   // yet; returns whether this call did. `as_next` puts it into the waking
   // worker's run-next slot (a message was just handed to it).
   bool wake(std::uint32_t epoch, WakeReason reason, bool as_next) noexcept;
+  // wake() in two steps, for a waker that must be done with a structure
+  // (and its lock) before the woken fiber may run and destroy it:
+  // claim() decides the wake -- later wakes, timers and interrupts no
+  // longer wake the fiber -- but leaves it parked; release_claim() then
+  // makes it runnable. Every successful claim() must be released.
+  bool claim(std::uint32_t epoch, WakeReason reason) noexcept;
+  void release_claim(bool as_next) noexcept;
   // Posts an interrupt; raised at the fiber's current or next blocking
   // point. A kill overrides a pending non-kill interrupt.
   void interrupt(std::exception_ptr exception, bool is_kill);
@@ -179,10 +186,13 @@ class Fiber {
   static constexpr std::uint64_t kInterruptPending = 1ull << 4;
   // Set once the user's function is about to run (cancel() loses after it).
   static constexpr std::uint64_t kStarted = 1ull << 5;
+  // A waker claimed the current park (claim()) and will release it.
+  static constexpr std::uint64_t kClaimed = 1ull << 6;
   static constexpr int kEpochShift = 32;
   static_assert((kPhaseMask & kReasonMask) == 0 &&
                     ((kPhaseMask | kReasonMask) & kInterruptPending) == 0 &&
-                    (kStarted >> kEpochShift) == 0,
+                    (kStarted >> kEpochShift) == 0 &&
+                    (kClaimed >> kEpochShift) == 0,
                 "state bits overlap");
 
   static std::uint32_t epoch_of(std::uint64_t s) noexcept {

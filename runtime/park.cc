@@ -71,7 +71,11 @@ WakeReason ThreadParker::wait(
   auto woken = [this] { return reason_ != WakeReason::kNone; };
   if (deadline) {
     if (!condition_.wait_until(lock, *deadline, woken)) {
-      reason_ = WakeReason::kTimedOut;  // later wake() calls now fail
+      if (claimed_) {
+        condition_.wait(lock, woken);  // a notifier claimed us: it wakes us
+      } else {
+        reason_ = WakeReason::kTimedOut;  // later wake() calls now fail
+      }
     }
   } else {
     condition_.wait(lock, woken);
@@ -81,10 +85,37 @@ WakeReason ThreadParker::wait(
 
 bool ThreadParker::wake(WakeReason reason) noexcept {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (reason_ != WakeReason::kNone) return false;
+  if (reason_ != WakeReason::kNone || claimed_) return false;
   reason_ = reason;
   condition_.notify_one();
   return true;
+}
+
+bool ThreadParker::claim() noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (reason_ != WakeReason::kNone || claimed_) return false;
+  claimed_ = true;
+  return true;
+}
+
+void ThreadParker::release_claim() noexcept {
+  std::lock_guard<std::mutex> lock(mutex_);
+  reason_ = WakeReason::kNotified;
+  claimed_ = false;
+  condition_.notify_one();
+}
+
+bool Waiter::claim() noexcept {
+  if (fiber) return fiber->claim(epoch, WakeReason::kNotified);
+  return thread->claim();
+}
+
+void Waiter::release_claim(bool as_next) noexcept {
+  if (fiber) {
+    fiber->release_claim(as_next);
+  } else {
+    thread->release_claim();
+  }
 }
 
 bool Waiter::notify(bool as_next) noexcept {

@@ -33,11 +33,16 @@ class ThreadParker {
   WakeReason wait(
       std::optional<std::chrono::steady_clock::time_point> deadline) noexcept;
   bool wake(WakeReason reason) noexcept;
+  // wake(kNotified) in two steps (see Fiber::claim): once claimed, the
+  // waiting thread neither times out nor returns until released.
+  bool claim() noexcept;
+  void release_claim() noexcept;
 
  private:
   std::mutex mutex_;
   std::condition_variable condition_;
-  WakeReason reason_{};  // guarded by mutex_; kNone until woken
+  WakeReason reason_{};   // guarded by mutex_; kNone until woken
+  bool claimed_ = false;  // guarded by mutex_
 };
 
 struct Waiter {
@@ -56,6 +61,49 @@ struct Waiter {
   // Wakes the waiter with kNotified; false if it was already woken.
   // `as_next`: run a green waiter next on this worker (message passing).
   bool notify(bool as_next = true) noexcept;
+  // notify() in two steps, for a notifier that must let go of the
+  // structure (unlock it) before the waiter may run: see WakeBatch.
+  bool claim() noexcept;
+  void release_claim(bool as_next) noexcept;
+  bool wake_as_next = false;  // WakeBatch's note for release_claim()
+};
+
+// Waiters claimed under a structure's lock and woken after it is
+// released, so that a woken waiter that owns the structure (and destroys
+// it as soon as it returns) never races with its notifier, which is done
+// with the structure by then (Go's channels wake after unlocking too).
+// Declare it before the lock guard: it wakes in its destructor, after the
+// guard's. Links the claimed waiters through Waiter::next (they are off
+// their list); a claimed waiter cannot leave, so they stay valid.
+class WakeBatch {
+ public:
+  WakeBatch() = default;
+  WakeBatch(const WakeBatch&) = delete;
+  WakeBatch& operator=(const WakeBatch&) = delete;
+  ~WakeBatch() { release_all(); }
+
+  // Claims `waiter` (already unlinked); false if it is leaving (timed out,
+  // interrupted): the caller takes back what it handed over.
+  bool claim(Waiter* waiter, bool as_next = true) noexcept {
+    if (!waiter->claim()) return false;
+    waiter->wake_as_next = as_next;
+    waiter->next = nullptr;
+    (last_ ? last_->next : first_) = waiter;
+    last_ = waiter;
+    return true;
+  }
+
+  void release_all() noexcept {
+    while (Waiter* waiter = first_) {
+      first_ = waiter->next;  // read first: released, it may be gone
+      waiter->release_claim(waiter->wake_as_next);
+    }
+    last_ = nullptr;
+  }
+
+ private:
+  Waiter* first_ = nullptr;
+  Waiter* last_ = nullptr;
 };
 
 class WaitList {

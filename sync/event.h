@@ -14,10 +14,11 @@
 //
 // Design. The result (value or exception) is published as one immutable
 // shared object. send() stores it and, under the lock, hands a reference
-// to each waiter through its Waiter payload before it notifies it; a woken
-// waiter reads only that reference and never touches the event again, so
-// an event may be destroyed once send() returned and its waiters woke
-// (as a std::condition_variable may be destroyed once notified). So a waiter
+// to each waiter through its Waiter payload and claims its wake; the
+// waiters are woken once send() has let go of the lock (WakeBatch), and a
+// woken waiter reads only its reference and never touches the event
+// again. So the event may be destroyed by a waiter as soon as its wait()
+// returns, or by the sender as soon as send() returns. So a waiter
 // woken by a send() gets that send's result even if reset() and another send()
 // happen before it runs, and copying the value happens outside the lock, in the
 // waiter.
@@ -55,6 +56,9 @@ class EventCore {
   using ResultPtr = std::shared_ptr<const Result>;
 
   void publish(ResultPtr result, const char* call) {
+    // Declared first: the waiters are woken after the guard lets go, when
+    // this call no longer touches the event (runtime/wait_list.h).
+    WakeBatch wakes;
     SpinGuard guard(lock_);
     if (result_) {
       throw std::logic_error(std::string(call) +
@@ -63,13 +67,12 @@ class EventCore {
     }
     result_ = std::move(result);
     while (Waiter* waiter = waiters_.pop_front()) {
-      // The waiter reads its result after it took lock_ again, i.e. once
-      // this send() has let go of the event. A waiter that is leaving
-      // (timed out, interrupted) gets nothing.
+      // Hand the result over, then claim the wake. A waiter that is
+      // leaving (timed out, interrupted) gets nothing.
       auto* handed = static_cast<ResultPtr*>(waiter->payload);
       *handed = result_;
-      // notify(false): a broadcast, not a message to one receiver.
-      if (!waiter->notify(false)) handed->reset();
+      // as_next false: a broadcast, not a message to one receiver.
+      if (!wakes.claim(waiter, false)) handed->reset();
     }
   }
 
@@ -82,11 +85,13 @@ class EventCore {
       ResultPtr handed;
       Waiter waiter;
       waiter.payload = &handed;
-      // block_on, which takes lock_ again after a wake: the sender may
-      // still be in publish(), and a waiter that owns the event (the
-      // usual case) must not destroy it before publish() let go of it.
-      block_on(waiters_, lock.get(), waiter, deadline);
-      if (handed) return handed;
+      // Woken only after publish() let go of the event, and returns
+      // without touching it again: the event may be destroyed by whichever
+      // side owns it as soon as its own call returns.
+      if (block_on_handoff(waiters_, lock.get(), waiter, deadline) ==
+          WakeReason::kNotified) {
+        return handed;
+      }
     }
   }
 

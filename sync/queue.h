@@ -40,6 +40,14 @@
 // arrives either got it (notify succeeded: it returns the item) or did not
 // (notify failed: the item went to the next waiter, or into the buffer).
 //
+// Lifetimes. "Notify" is a claim under the lock (Waiter::claim: the wake
+// is decided, the waiter can no longer time out or be interrupted out of
+// it) and the actual wake after the lock is released (WakeBatch): the
+// waking call is done with the queue before the woken one runs, and the
+// woken one returns without touching the queue again (block_on_handoff).
+// So either side may own the queue and destroy it as soon as its own call
+// returns -- skynet's parent does, after its last get().
+//
 // Invariants (under lock_):
 //   I1. getters_ non-empty  =>  buffer_ empty and putters_ empty.
 //   I2. putters_ non-empty  =>  getters_ empty and the buffer is full
@@ -199,9 +207,10 @@ class BasicQueue {
   // putters' items into the buffer at once (FIFO); shrinking it drops
   // nothing, later puts just block until the queue has drained below it.
   void resize(std::optional<std::size_t> maxsize) {
+    WakeBatch wakes;  // woken after the guard lets go (wait_list.h)
     SpinGuard guard(lock_);
     maxsize_ = maxsize;
-    refill_from_putters_locked();
+    refill_from_putters_locked(wakes);
   }
 
   // --- Task tracking (Queue, PriorityQueue, LifoQueue; not LightQueue). ---
@@ -210,12 +219,13 @@ class BasicQueue {
   // item ever put has been marked. Throws std::logic_error if called more
   // often than items were put.
   void task_done() requires kTracksTasks {
+    WakeBatch wakes;  // woken after the guard lets go (wait_list.h)
     SpinGuard guard(lock_);
     if (unfinished_ == 0) {
       throw std::logic_error(
           "green::Queue::task_done: called more times than items were put");
     }
-    if (--unfinished_ == 0) notify_joiners_locked();
+    if (--unfinished_ == 0) notify_joiners_locked(wakes);
   }
   // Blocks until every item put so far has been marked by task_done().
   void join() requires kTracksTasks { join_impl(std::nullopt); }
@@ -256,9 +266,13 @@ class BasicQueue {
 
   // Moves from `item` only when returning true.
   bool put_impl(T& item, Deadline deadline, bool block) {
+    // Declared first, so that the waiters it claims are woken after the
+    // lock is released: by then this call no longer touches the queue, and
+    // a woken getter may destroy it. Claims happen only on the way out.
+    WakeBatch wakes;
     SpinUniqueLock lock(lock_);
     for (;;) {
-      if (give_locked(item)) return true;
+      if (give_locked(item, wakes)) return true;
       if (!block || expired(deadline)) return false;
       PutSlot slot{&item};
       Waiter waiter;
@@ -275,9 +289,10 @@ class BasicQueue {
   }
 
   std::optional<T> get_impl(Deadline deadline, bool block) {
+    WakeBatch wakes;  // as in put_impl
     SpinUniqueLock lock(lock_);
     for (;;) {
-      if (std::optional<T> item = take_locked()) return item;
+      if (std::optional<T> item = take_locked(wakes)) return item;
       if (!block || expired(deadline)) return std::nullopt;
       std::optional<T> slot;
       Waiter waiter;
@@ -299,20 +314,24 @@ class BasicQueue {
       bool done = false;
       Waiter waiter;
       waiter.payload = &done;
-      // block_on takes lock_ again after a wake: the joiner (which usually
-      // owns the queue) returns only once task_done() has let go of it.
-      block_on(joiners_, lock.get(), waiter, deadline);
+      // Woken only after task_done() let go of the queue (WakeBatch), and
+      // returns without touching it again: either side may destroy it.
+      if (block_on_handoff(joiners_, lock.get(), waiter, deadline) ==
+          WakeReason::kNotified) {
+        return true;
+      }
       if (done) return true;
     }
     return true;
   }
 
-  // Tells every joiner that all tasks are done: its flag, then notify().
-  void notify_joiners_locked() GREEN_REQUIRES(lock_) {
+  // Tells every joiner that all tasks are done: its flag, then a claim
+  // (woken once the lock is released).
+  void notify_joiners_locked(WakeBatch& wakes) GREEN_REQUIRES(lock_) {
     while (Waiter* joiner = joiners_.pop_front()) {
       auto* done = static_cast<bool*>(joiner->payload);
       *done = true;
-      if (!joiner->notify(false)) *done = false;  // leaving: timed out
+      if (!wakes.claim(joiner, false)) *done = false;  // leaving: timed out
     }
   }
 
@@ -326,14 +345,14 @@ class BasicQueue {
 
   // Hands `item` to the first getter that accepts it, else buffers it if
   // there is room. Returns whether `item` was moved from.
-  bool give_locked(T& item) GREEN_REQUIRES(lock_) {
+  bool give_locked(T& item, WakeBatch& wakes) GREEN_REQUIRES(lock_) {
     while (Waiter* getter = getters_.pop_front()) {
-      // Fill the slot first: once notified, the getter returns without
-      // the lock (block_on_handoff). If it is leaving instead, take the
-      // item back and try the next getter.
+      // Fill the slot first: once woken, the getter returns without the
+      // lock (block_on_handoff). If it is leaving instead, take the item
+      // back and try the next getter.
       auto* slot = static_cast<std::optional<T>*>(getter->payload);
       slot->emplace(std::move(item));
-      if (getter->notify()) {
+      if (wakes.claim(getter)) {
         count_put_locked();
         return true;
       }
@@ -349,12 +368,13 @@ class BasicQueue {
   // Takes the item of the first waiting putter that accepts; it must be
   // moved out before notify(): a notified putter returns at once and its
   // item (on its stack) is gone.
-  std::optional<T> take_from_putter_locked() GREEN_REQUIRES(lock_) {
+  std::optional<T> take_from_putter_locked(WakeBatch& wakes)
+      GREEN_REQUIRES(lock_) {
     while (Waiter* putter = putters_.pop_front()) {
       auto* slot = static_cast<PutSlot*>(putter->payload);
       std::optional<T> item(std::move(*slot->item));
       slot->taken = true;
-      if (putter->notify()) {
+      if (wakes.claim(putter)) {
         count_put_locked();
         return item;
       }
@@ -366,18 +386,18 @@ class BasicQueue {
 
   // Takes the next item: from the buffer (then lets the first waiting
   // putter in), or straight from a waiting putter (a channel).
-  std::optional<T> take_locked() GREEN_REQUIRES(lock_) {
+  std::optional<T> take_locked(WakeBatch& wakes) GREEN_REQUIRES(lock_) {
     if (!buffer_.empty()) {
       std::optional<T> item(buffer_.pop());
-      refill_from_putters_locked();
+      refill_from_putters_locked(wakes);
       return item;
     }
-    return take_from_putter_locked();
+    return take_from_putter_locked(wakes);
   }
 
-  void refill_from_putters_locked() GREEN_REQUIRES(lock_) {
+  void refill_from_putters_locked(WakeBatch& wakes) GREEN_REQUIRES(lock_) {
     while (has_room_locked() && !putters_.empty()) {
-      std::optional<T> item = take_from_putter_locked();
+      std::optional<T> item = take_from_putter_locked(wakes);
       if (!item) return;
       buffer_.push(std::move(*item));
     }

@@ -12,12 +12,13 @@ namespace green {
 namespace detail {
 namespace {
 
-// Sets the waiter's flag, then notifies it; false (flag cleared again) if
-// it is leaving (timed out or interrupted), so the caller tries the next.
-bool notify_granted(Waiter& waiter) {
+// Sets the waiter's flag, then claims its wake (it is woken when `wakes`
+// is released, after the lock); false (flag cleared again) if it is
+// leaving (timed out or interrupted), so the caller tries the next.
+bool grant(Waiter& waiter, WakeBatch& wakes) {
   auto* granted = static_cast<bool*>(waiter.payload);
   *granted = true;
-  if (waiter.notify()) return true;
+  if (wakes.claim(&waiter)) return true;
   *granted = false;
   return false;
 }
@@ -28,33 +29,39 @@ Permits::Permits(long count, long limit, Overflow overflow)
     : limit_(limit), overflow_(overflow), count_(count) {}
 
 bool Permits::acquire(bool block, Deadline deadline) {
+  // Declared first: claimed waiters are woken after the lock is released,
+  // when this call no longer touches the semaphore (runtime/wait_list.h).
+  WakeBatch wakes;
   SpinUniqueLock lock(lock_);
   for (;;) {
     if (count_ > 0) {  // P2: nobody waits ahead of us
       --count_;
       // Below the limit now: a releaser waiting at the limit may finish.
-      if (take_from_releaser_locked()) ++count_;
+      if (take_from_releaser_locked(wakes)) ++count_;
       return true;
     }
     // count_ == 0 and (P3) releasers wait only if limit_ == 0: a
     // rendezvous, the releaser's unit comes straight to us.
-    if (take_from_releaser_locked()) return true;
+    if (take_from_releaser_locked(wakes)) return true;
     if (!block || expired(deadline)) return false;
     bool granted = false;
     Waiter waiter;
     waiter.payload = &granted;
-    // block_on takes lock_ again after a wake, so the releaser has let go
-    // of the semaphore before this caller (which may own it) returns.
-    block_on(acquirers_, lock.get(), waiter, deadline);
-    if (granted) return true;
+    // Woken only after the releaser let go of the semaphore, and returns
+    // without touching it again: either side may destroy it.
+    if (block_on_handoff(acquirers_, lock.get(), waiter, deadline) ==
+        WakeReason::kNotified) {
+      return true;
+    }
     // Timed out (checked above on the next round) or woken spuriously.
   }
 }
 
 Permits::Released Permits::release(bool block, Deadline deadline) {
+  WakeBatch wakes;  // as in acquire()
   SpinUniqueLock lock(lock_);
   for (;;) {
-    if (hand_to_acquirer_locked()) return Released::kDone;
+    if (hand_to_acquirer_locked(wakes)) return Released::kDone;
     if (count_ < limit_) {
       ++count_;
       return Released::kDone;
@@ -64,23 +71,23 @@ Permits::Released Permits::release(bool block, Deadline deadline) {
     bool done = false;
     Waiter waiter;
     waiter.payload = &done;
-    // block_on takes lock_ again after a wake, so the releaser has let go
-    // of the semaphore before this caller (which may own it) returns.
-    block_on(releasers_, lock.get(), waiter, deadline);
-    if (done) return Released::kDone;
+    if (block_on_handoff(releasers_, lock.get(), waiter, deadline) ==
+        WakeReason::kNotified) {
+      return Released::kDone;
+    }
   }
 }
 
-bool Permits::hand_to_acquirer_locked() {
+bool Permits::hand_to_acquirer_locked(WakeBatch& wakes) {
   while (Waiter* waiter = acquirers_.pop_front()) {
-    if (notify_granted(*waiter)) return true;
+    if (grant(*waiter, wakes)) return true;
   }
   return false;
 }
 
-bool Permits::take_from_releaser_locked() {
+bool Permits::take_from_releaser_locked(WakeBatch& wakes) {
   while (Waiter* waiter = releasers_.pop_front()) {
-    if (notify_granted(*waiter)) return true;
+    if (grant(*waiter, wakes)) return true;
   }
   return false;
 }

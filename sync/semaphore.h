@@ -73,9 +73,9 @@ class Permits {
 
  private:
   // Hands one unit to the first waiting acquirer that accepts it.
-  bool hand_to_acquirer_locked() GREEN_REQUIRES(lock_);
+  bool hand_to_acquirer_locked(WakeBatch& wakes) GREEN_REQUIRES(lock_);
   // Completes the release of the first waiting releaser that accepts.
-  bool take_from_releaser_locked() GREEN_REQUIRES(lock_);
+  bool take_from_releaser_locked(WakeBatch& wakes) GREEN_REQUIRES(lock_);
 
   const long limit_;
   const Overflow overflow_;

@@ -225,3 +225,27 @@ TEST_CASE("event: a waiter may destroy the event as soon as wait returns",
       },
       with_workers(workers));
 }
+
+TEST_CASE("event: the sender may destroy the event as soon as send returns",
+          "[event]") {
+  // Woken waiters must not touch the event again (they are handed the
+  // result before they wake); under ASan a waiter that re-locked a deleted
+  // event is a heap-use-after-free.
+  const std::size_t workers = GENERATE(1, 2, 4);
+  green::run(
+      [] {
+        constexpr int kWaiters = 8;
+        for (int round = 0; round < 20; ++round) {
+          auto* evt = new green::Event<int>;
+          std::vector<green::GreenThread<int>> waiters;
+          for (int i = 0; i < kWaiters; ++i) {
+            waiters.push_back(green::spawn([evt] { return evt->wait(); }));
+          }
+          REQUIRE(eventually([&] { return evt->waiting() == kWaiters; }));
+          evt->send(round);
+          delete evt;
+          for (auto& waiter : waiters) CHECK(waiter.wait() == round);
+        }
+      },
+      with_workers(workers));
+}

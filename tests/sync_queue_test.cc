@@ -441,6 +441,29 @@ TEST_CASE("queue: a joiner may destroy the queue as soon as join returns",
       with_workers(workers));
 }
 
+TEST_CASE("queue: the last task_done may destroy the queue it completes",
+          "[queue]") {
+  // join() returns without touching the queue once told all is done, so
+  // the green thread calling the last task_done() may delete it (ASan
+  // reports a use-after-free otherwise).
+  const std::size_t workers = GENERATE(1, 2, 4);
+  green::run(
+      [] {
+        for (int round = 0; round < 50; ++round) {
+          auto* q = new green::Queue<int>;
+          q->put(round);
+          auto joiner = green::spawn([q] { q->join(); });
+          CHECK(q->get() == round);
+          // The joiner must be parked in join() before the last task_done.
+          REQUIRE(eventually([&] { return q->joining() == 1; }));
+          q->task_done();
+          delete q;
+          joiner.wait();
+        }
+      },
+      with_workers(workers));
+}
+
 TEST_CASE("queue: the ring buffer keeps FIFO order across wrap and growth",
           "[queue]") {
   // Counts live items, so that a leak or a double destruction shows.
