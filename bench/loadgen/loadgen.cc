@@ -113,21 +113,28 @@ class LoadGenerator {
     }
   }
 
+  // Polls until `count` reaches the number of connections; false (after
+  // saying so) on an error or once the setup limit has passed.
+  bool setup_until(const int& count, const char* what,
+                   Clock::time_point setup_start) {
+    while (count < static_cast<int>(conns_.size())) {
+      if (Clock::now() - setup_start > kSetupLimit || errors_ > 0) {
+        std::fprintf(stderr,
+                     "loadgen: only %d of %zu connections %s (%ld errors)\n",
+                     count, conns_.size(), what, errors_);
+        return false;
+      }
+      poll_once(100);
+    }
+    return true;
+  }
+
   int run() {
     const auto setup_start = Clock::now();
     for (Conn& c : conns_) open(c);
     if (!handshake_mode_) {
       // Echo: the window starts once every connection is ready.
-      while (ready_ < static_cast<int>(conns_.size())) {
-        if (Clock::now() - setup_start > kSetupLimit || errors_ > 0) {
-          std::fprintf(stderr,
-                       "loadgen: only %d of %zu connections ready "
-                       "(%ld errors)\n",
-                       ready_, conns_.size(), errors_);
-          return 1;
-        }
-        poll_once(100);
-      }
+      if (!setup_until(ready_, "ready", setup_start)) return 1;
       // Then one echoed message per connection, not measured: the window
       // measures servers that have started every connection's handler. A
       // server still starting handlers when the window opened put its
@@ -135,16 +142,7 @@ class LoadGenerator {
       // in 450), which then said little about serving under load.
       warming_ = true;
       for (Conn& c : conns_) step(c);
-      while (warmed_ < static_cast<int>(conns_.size())) {
-        if (Clock::now() - setup_start > kSetupLimit || errors_ > 0) {
-          std::fprintf(stderr,
-                       "loadgen: only %d of %zu connections warmed up "
-                       "(%ld errors)\n",
-                       warmed_, conns_.size(), errors_);
-          return 1;
-        }
-        poll_once(100);
-      }
+      if (!setup_until(warmed_, "warmed up", setup_start)) return 1;
       warming_ = false;
     }
     window_start_ = Clock::now();
