@@ -1,6 +1,8 @@
 // park_until / block_on: see park.h.
 #include "runtime/park.h"
 
+#include <new>
+
 #include "runtime/worker.h"
 
 namespace green::detail {
@@ -17,7 +19,13 @@ WakeReason park_until(Fiber* fiber, std::uint32_t epoch,
   node.deadline = *deadline;
   node.fiber = fiber;
   node.epoch = epoch;
-  current_worker()->timers().add(node);
+  try {
+    current_worker()->timers().add(node);
+  } catch (const std::bad_alloc&) {
+    // No room for the deadline: time out at once rather than sleep
+    // forever (the caller sees an expired wait and loses nothing).
+    fiber->wake(epoch, WakeReason::kTimedOut, false);
+  }
   const WakeReason reason = fiber->park();
   if (reason != WakeReason::kTimedOut) node.heap->cancel(node);
   return reason;

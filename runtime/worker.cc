@@ -170,9 +170,8 @@ void Worker::poll_reactor_behind_queued_work() noexcept {
                                        wake_batch_count_);
   wake_batch_first_ = wake_batch_last_ = nullptr;
   wake_batch_count_ = 0;
-  // Each wake already notified, but before its fiber was visible in the
-  // global queue; a worker that looked then found nothing. Notify again
-  // now that the batch is there.
+  // The batched wakes did not notify (schedule_local returned false for
+  // them): one notification now that the batch is visible to all.
   scheduler_.notify_work();
 }
 
@@ -321,7 +320,11 @@ bool Worker::switch_directly(Fiber* from, AfterSwitch after) noexcept {
               worker->run_queue_.push_back(from,
                                            worker->scheduler_.global_queue());
             } else if (!from->commit_park()) {
-              worker->schedule_local(from, false);
+              // Woken while switching out: queue it, and tell idle
+              // workers (this one goes on with `next`).
+              if (worker->schedule_local(from, false)) {
+                worker->scheduler_.notify_work();
+              }
             }
             return worker_context;
           });
@@ -394,7 +397,10 @@ void Worker::run(Fiber* fiber) noexcept {
       return;
     case AfterSwitch::kPark:
       if (!canary_intact(fiber->stack_)) report_stack_overflow(fiber->stack_);
-      if (!fiber->commit_park()) schedule_local(fiber, false);
+      // Woken while switching out: queue it, and tell idle workers.
+      if (!fiber->commit_park() && schedule_local(fiber, false)) {
+        scheduler_.notify_work();
+      }
       return;
   }
 }
