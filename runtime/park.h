@@ -17,8 +17,8 @@ namespace green::detail {
 using Deadline = std::optional<std::chrono::steady_clock::time_point>;
 
 // Parks the current fiber, already in begin_park() epoch `epoch`, until it
-// is woken; with a deadline, a timer on the current worker's reactor wakes
-// it with kTimedOut. Does not throw.
+// is woken; with a deadline, the current worker's timer heap
+// (runtime/timer_heap.h) wakes it with kTimedOut. Does not throw.
 WakeReason park_until(Fiber* fiber, std::uint32_t epoch,
                       Deadline deadline) noexcept;
 
@@ -35,10 +35,12 @@ WakeReason block_on(WaitList& list, std::unique_lock<SpinLock>& lock,
 // block_on() for hand-offs: the same, except that on kNotified it returns
 // WITHOUT taking the lock again -- `lock` is then released. The notifier
 // must have written everything the waiter needs (the payload) BEFORE its
-// notify() succeeded. A waiter handed its item this way never touches the
-// structure again, so the structure's owner may destroy it as soon as the
-// notifier's call returns (a channel on the receiving green thread's
-// stack, say), as std::condition_variable may be destroyed once notified.
+// notify() or claim() succeeded, and, to let its own side destroy the
+// structure too, wake through a WakeBatch (runtime/wait_list.h). A waiter
+// handed its item this way never touches the structure again, so the
+// structure's owner may destroy it as soon as the notifier's call returns (a
+// channel on the receiving green thread's stack, say), as
+// std::condition_variable may be destroyed once notified.
 WakeReason block_on_handoff(WaitList& list, std::unique_lock<SpinLock>& lock,
                             Waiter& waiter, Deadline deadline = std::nullopt);
 

@@ -4,8 +4,10 @@
 // Glossary.
 //   green thread  a user task on its own stack (a Fiber).
 //   worker        an OS thread that runs green threads; it owns a RunQueue,
-//                 a StackPool and an asio::io_context, its reactor.
-//   reactor       the worker's io_context: socket readiness and timers.
+//                 a StackPool, a TimerHeap and an asio::io_context, its
+//                 reactor.
+//   reactor       the worker's io_context: socket readiness (deadlines of
+//                 parked green threads are in the worker's TimerHeap).
 //   run queue     the worker's ring of runnable fibers (runtime/run_queue.h)
 //                 and the shared global queue for overflow and for fibers
 //                 made runnable by threads that are not our workers.
