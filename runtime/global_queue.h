@@ -110,25 +110,27 @@ class GlobalQueue {
   }
 
   // Appends the chain first -> ... -> last (linked through queue_next, in
-  // FIFO order, `count` items), each item to the back of its list, in one
-  // critical section. Any thread; the caller owns the chain until this
-  // returns.
-  void push_batch(T* first, T* last, std::size_t count) noexcept
-      GREEN_EXCLUDES(mutex_) {
-    assert(first != nullptr && last != nullptr && count > 0);
-    assert(chain_length(first, last) == count);
+  // FIFO order), each item to the back of its list, in one critical
+  // section. Any thread; the caller owns the chain until this returns.
+  void push_batch(T* first, T* last) noexcept GREEN_EXCLUDES(mutex_) {
+    assert(first != nullptr && last != nullptr);
     last->queue_next = nullptr;
-    // Split the private chain outside the lock, keeping each part in order.
+    // Split the private chain outside the lock, keeping each part in order
+    // (and counting it: the walk is needed anyway).
     List woken, fresh;
-    std::size_t woken_count = 0;
-    for (T* item = first; item != nullptr;) {
+    std::size_t count = 0, woken_count = 0;
+    T* previous = nullptr;
+    for (T* item = first; item != nullptr; ++count) {
       T* const next = item->queue_next;
       item->queue_next = nullptr;
       const bool started = item->started_running();
       (started ? woken : fresh).append(item, item);
       woken_count += started;
+      previous = item;
       item = next;
     }
+    assert(previous == last);  // `last` ends the chain
+    (void)previous;
     Lock lock(mutex_);
     woken_.splice(woken);
     fresh_.splice(fresh);
@@ -286,13 +288,6 @@ class GlobalQueue {
     }
     size_.store(size - count, std::memory_order_relaxed);  // As above.
     return chain.head;
-  }
-
-  // Debug check of push_batch's contract; walks the caller's private chain.
-  static std::size_t chain_length(T* first, T* last) noexcept {
-    std::size_t n = 1;
-    for (T* item = first; item != last; item = item->queue_next) ++n;
-    return n;
   }
 
   // One detach in this many starts with a fresh item even when woken ones

@@ -320,7 +320,7 @@ class RunQueue {
       last = item_i;
     }
     last->queue_next = item;
-    overflow.push_batch(first, item, kHalf + 1);
+    overflow.push_batch(first, item);
     return true;
   }
 

@@ -121,7 +121,6 @@ bool Worker::schedule_local(Fiber* fiber, bool as_next) noexcept {
       wake_batch_first_ = fiber;
     }
     wake_batch_last_ = fiber;
-    ++wake_batch_count_;
     return false;  // notified once the batch is in the global queue
   }
   // A full ring moves its older half to the global queue (Go's runqput).
@@ -165,11 +164,9 @@ void Worker::poll_reactor_behind_queued_work() noexcept {
   batching_wakes_ = true;
   poll_reactor();
   batching_wakes_ = false;
-  if (wake_batch_count_ == 0) return;
-  scheduler_.global_queue().push_batch(wake_batch_first_, wake_batch_last_,
-                                       wake_batch_count_);
+  if (wake_batch_first_ == nullptr) return;
+  scheduler_.global_queue().push_batch(wake_batch_first_, wake_batch_last_);
   wake_batch_first_ = wake_batch_last_ = nullptr;
-  wake_batch_count_ = 0;
   // The batched wakes did not notify (schedule_local returned false for
   // them): one notification now that the batch is visible to all.
   scheduler_.notify_work();

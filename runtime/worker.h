@@ -167,7 +167,6 @@ class Worker {
   bool batching_wakes_ = false;
   Fiber* wake_batch_first_ = nullptr;
   Fiber* wake_batch_last_ = nullptr;
-  std::size_t wake_batch_count_ = 0;
   std::minstd_rand random_;
   void* tsan_fiber_ = nullptr;
   void* asan_fake_stack_ = nullptr;

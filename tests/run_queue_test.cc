@@ -226,7 +226,7 @@ TEST_CASE("GlobalQueue is FIFO and counts its items", "[global_queue]") {
   // A batch 1 -> 2 -> 3, linked by the caller.
   items[1].queue_next = &items[2];
   items[2].queue_next = &items[3];
-  global.push_batch(&items[1], &items[3], 3);
+  global.push_batch(&items[1], &items[3]);
   global.push(&items[4]);
   CHECK(global.size() == 5);
   CHECK(global.pop() == &items[0]);
@@ -468,7 +468,7 @@ TEST_CASE(
             last = &items[i];
             ++count;
           }
-          global.push_batch(first, last, count);
+          global.push_batch(first, last);
         }
         consume_some(round);
       }
@@ -499,7 +499,7 @@ TEST_CASE("GlobalQueue: started items first, FIFO in each list") {
   // each goes behind the items of its kind already queued.
   items[4].queue_next = &items[5];
   items[5].queue_next = &items[6];
-  global.push_batch(&items[4], &items[6], 3);
+  global.push_batch(&items[4], &items[6]);
   global.push(&items[7]);
   while (Item* item = global.pop()) order.push_back(item->value);
   // Four pops in, aging lets the oldest fresh item (0) through once.
