@@ -37,6 +37,10 @@ class GREEN_CAPABILITY("mutex") SpinLock {
            !locked_.exchange(true, std::memory_order_acquire);
   }
 
+  // Whether somebody holds the lock now; a snapshot. acquire: seeing it
+  // free after the holder's unlock() also shows what it did inside.
+  bool held() const noexcept { return locked_.load(std::memory_order_acquire); }
+
   void unlock() noexcept GREEN_RELEASE() {
     // release: publishes the critical section to the next acquirer.
     locked_.store(false, std::memory_order_release);
