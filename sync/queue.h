@@ -76,6 +76,12 @@
 //     caller that handed it its item is still inside.
 //   * resize() retires the ring for good: it closes it, waits for the
 //     reservations already made, and moves the items into the buffer.
+// What the ring gives up, all for calls that overlap: a put reserves its
+// cell before it fills it, so an item put later but filled sooner waits
+// behind it -- try_get() may find nothing for that moment, and a blocking
+// get() spins (lock released) instead of parking while it lasts. An item
+// stashed for a leaving getter or a hole counts in qsize() beside the
+// ring's n cells until a get takes it (n + 1 at most).
 //
 // Invariants (under lock_; in ring mode read "the ring" for the buffer):
 //   I1. getters_ non-empty  =>  buffer_ empty and putters_ empty.
@@ -257,7 +263,9 @@ class BasicQueue {
   void resize(std::optional<std::size_t> maxsize) {
     WakeBatch wakes;  // woken after the guard lets go (wait_list.h)
     SpinGuard guard(lock_);
-    if (ring_mode_.load(std::memory_order_relaxed)) retire_ring_locked(wakes);
+    if constexpr (kRingCapable) {
+      if (ring_mode_.load(std::memory_order_relaxed)) retire_ring_locked(wakes);
+    }
     maxsize_ = maxsize;
     refill_from_putters_locked(wakes);
   }
@@ -366,7 +374,7 @@ class BasicQueue {
       return;
     }
     ring_->publish(ticket, std::move(item));
-    serve_getters_locked(wakes);
+    settle_locked(wakes);
     publish_contention_locked();
     lock_.unlock();
   }
@@ -384,7 +392,7 @@ class BasicQueue {
       return item;
     }
     ring_->take(ticket, item);
-    refill_ring_from_putters_locked(wakes);
+    settle_locked(wakes);
     publish_contention_locked();
     lock_.unlock();
     return item;
@@ -609,6 +617,20 @@ class BasicQueue {
     }
   }
 
+  // Moves what is at hand to whoever waits until nothing moves: parked
+  // putters' items into free cells, the oldest items to parked getters.
+  // Both kinds can be parked at once for a moment: a getter parks on an
+  // empty ring while a pop that will free a full ring's cell is still in
+  // flight; that pop's completion (here) must then serve the getter too.
+  void settle_locked(WakeBatch& wakes) GREEN_REQUIRES(lock_) {
+    for (;;) {
+      const std::size_t before = contention_locked();
+      refill_ring_from_putters_locked(wakes);
+      serve_getters_locked(wakes);
+      if (contention_locked() == before) return;
+    }
+  }
+
   bool put_ring_locked(T& item, WakeBatch& wakes) GREEN_REQUIRES(lock_) {
     // Older items go to waiting getters first; if getters still wait,
     // nothing older is left: ours goes straight to one.
@@ -636,7 +658,7 @@ class BasicQueue {
       refill_ring_from_putters_locked(wakes);
       if (!pop_oldest_locked(item)) return std::nullopt;
     }
-    refill_ring_from_putters_locked(wakes);  // a cell was freed
+    settle_locked(wakes);  // a cell was freed
     return item;
   }
 
@@ -646,6 +668,8 @@ class BasicQueue {
   // closed and finish without the lock), and moves the items over, oldest
   // first, serving waiting getters on the way.
   void retire_ring_locked(WakeBatch& wakes) GREEN_REQUIRES(lock_) {
+    // Room first, so that moving the items over cannot fail half-way.
+    buffer_.reserve(buffer_.size() + ring_->capacity() + 1);
     // relaxed: read under lock_ or as a hint (put_impl/get_impl).
     ring_mode_.store(false, std::memory_order_relaxed);
     ring_->close();

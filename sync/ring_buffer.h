@@ -34,6 +34,11 @@ class RingBuffer {
   bool empty() const noexcept { return size_ == 0; }
   std::size_t size() const noexcept { return size_; }
 
+  // Grows until `count` items fit (then pushes up to it cannot throw).
+  void reserve(std::size_t count) {
+    while (capacity_ < count) grow();
+  }
+
   void push(T&& item) {
     if (size_ == capacity_) grow();
     ::new (static_cast<void*>(slot(head_ + size_))) T(std::move(item));

@@ -207,3 +207,60 @@ TEST_CASE("ring queue: a full queue parks its putters until room is made",
       },
       with_workers(workers));
 }
+
+TEST_CASE("ring queue: a two-cell ring under mixed OS and green threads",
+          "[queue][ring]") {
+  // The smallest ring keeps it full or empty nearly all the time, so
+  // callers park and lock-free calls complete under the lock as often as
+  // they can. Every item arrives exactly once and nobody is left parked
+  // (a lost wake-up hangs here).
+  const std::size_t workers = GENERATE(1, 2, 4);
+  constexpr int kGreenProducers = 2, kOsProducers = 2;
+  constexpr int kGreenConsumers = 3, kOsConsumers = 1;
+  constexpr int kProducers = kGreenProducers + kOsProducers;
+  const std::int64_t per_producer = 20'000 / kScale;
+  const std::int64_t total = per_producer * kProducers;
+  auto seen = std::make_unique<std::atomic<std::uint8_t>[]>(total);
+  green::run(
+      [&] {
+        green::LightQueue<std::int64_t> q(2);
+        auto consume = [&] {
+          for (;;) {
+            const std::int64_t item = q.get();
+            if (item < 0) return;
+            seen[item].fetch_add(1, std::memory_order_relaxed);
+          }
+        };
+        auto produce = [&](int p) {
+          for (std::int64_t i = 0; i < per_producer; ++i) {
+            q.put(p * per_producer + i);
+          }
+        };
+        std::vector<green::GreenThread<void>> consumers, producers;
+        std::vector<std::thread> os_consumers, os_producers;
+        for (int c = 0; c < kGreenConsumers; ++c) {
+          consumers.push_back(green::spawn(consume));
+        }
+        for (int c = 0; c < kOsConsumers; ++c)
+          os_consumers.emplace_back(consume);
+        for (int p = 0; p < kGreenProducers; ++p) {
+          producers.push_back(green::spawn(produce, p));
+        }
+        for (int p = kGreenProducers; p < kProducers; ++p) {
+          os_producers.emplace_back(produce, p);
+        }
+        for (auto& p : producers) p.wait();
+        for (auto& p : os_producers) p.join();
+        // Every item is in; one stop for each consumer.
+        for (int c = 0; c < kGreenConsumers + kOsConsumers; ++c) q.put(-1);
+        for (auto& c : consumers) c.wait();
+        for (auto& c : os_consumers) c.join();
+        CHECK(q.empty());
+        CHECK(q.getting() == 0);
+        CHECK(q.putting() == 0);
+      },
+      with_workers(workers));
+  std::int64_t exactly_once = 0;
+  for (std::int64_t i = 0; i < total; ++i) exactly_once += seen[i].load() == 1;
+  CHECK(exactly_once == total);
+}
