@@ -48,6 +48,12 @@ LocalStorage& Fiber::locals() {
 }
 
 std::uint32_t Fiber::begin_park() {
+  if (!registered_) {
+    // First block: from now on shutdown can find us (scheduler.h).
+    scheduler_->registry().add(this);
+    registered_ = true;
+    if (scheduler_->stopping()) request_kill();  // its sweep may have passed
+  }
   // relaxed throughout: only this fiber moves the word out of kRunning, and
   // wakers learn the new epoch through a wait list's lock or a timer's
   // capture, both of which order them after this store.
@@ -362,7 +368,8 @@ void Fiber::finish() noexcept {
     joiners_.notify_all();
     kill_waiters_.notify_all();
   }
-  scheduler_->registry().remove(this);
+  if (registered_) scheduler_->registry().remove(this);
+  current_worker()->count_finished();
   scheduler_->fiber_finished();
 }
 
@@ -386,6 +393,9 @@ boost::context::fiber Fiber::entry(boost::context::fiber&& worker_context) {
       const std::uint32_t epoch = begin_park();
       park_until(this, epoch, std::chrono::steady_clock::now() + start_delay_);
     }
+    // Spawned before shutdown began but not yet started: shutdown does
+    // not see us (we are not in its registry), so we die here.
+    if (scheduler_->stopping()) request_kill();
     // acq_rel: the kStarted bit decides races with cancel(), which sets
     // kInterruptPending only while kStarted is clear (one RMW each).
     const std::uint64_t before =

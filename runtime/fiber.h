@@ -262,6 +262,7 @@ class Fiber {
 
   // Touched only by the fiber itself.
   bool interrupt_raised_ = false;  // release kill waiters at next park/end
+  bool registered_ = false;        // in the scheduler's registry (begin_park)
   std::chrono::nanoseconds start_delay_{0};
   std::unique_ptr<LocalStorage> locals_;
 

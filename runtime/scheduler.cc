@@ -38,14 +38,6 @@ void FiberRegistry::remove(Fiber* fiber) noexcept {
   fiber->registry_prev = fiber->registry_next = nullptr;
 }
 
-bool FiberRegistry::empty() noexcept {
-  for (Shard& shard : shards_) {
-    std::lock_guard<SpinLock> guard(shard.lock);
-    if (shard.head) return false;
-  }
-  return true;
-}
-
 // --- Scheduler ---
 
 Scheduler::Scheduler(const Options& options) : stack_size_(options.stack_size) {
@@ -99,7 +91,13 @@ std::uint64_t Scheduler::reserve_fiber_ids(std::uint64_t count) noexcept {
 }
 
 void Scheduler::submit(Fiber* fiber) noexcept {
-  registry_.add(fiber);
+  Worker* worker = current_worker();
+  if (worker && &worker->scheduler() == this) {
+    worker->count_submitted();
+  } else {
+    // release: as Worker::count_submitted.
+    outside_submitted_.fetch_add(1, std::memory_order_release);
+  }
   if (stopping()) fiber->request_kill();  // dies before it starts
   schedule(fiber, false);
 }
@@ -207,6 +205,18 @@ void Scheduler::fiber_finished() noexcept {
   shutdown_condition_.notify_all();
 }
 
+bool Scheduler::fibers_left() const noexcept {
+  // Finished counts first, then submitted ones: a fiber's submission
+  // happens before its finish, and our acquire of the finish count makes
+  // the submission count visible too, so the difference never misses a
+  // live fiber, and 0 means none is left.
+  std::uint64_t finished = 0;
+  for (const auto& worker : workers_) finished += worker->finished_count();
+  std::uint64_t submitted = outside_submitted_.load(std::memory_order_acquire);
+  for (const auto& worker : workers_) submitted += worker->submitted_count();
+  return submitted != finished;
+}
+
 void Scheduler::shutdown() {
   {
     // Waits for spawns from outside under way; refuses later ones, which
@@ -221,12 +231,15 @@ void Scheduler::shutdown() {
   // Measured: 100 ms rounds keep shutdown prompt without busy looping.
   constexpr auto kKillRound = std::chrono::milliseconds(100);
   std::unique_lock<std::mutex> lock(shutdown_mutex_);
-  while (!registry_.empty()) {
+  // (Fibers that never blocked are not in the registry: not started, they
+  // die as they start (Fiber::entry); running, they join it at their first
+  // block and see `stopping_` there.)
+  while (fibers_left()) {
     lock.unlock();
     registry_.for_each([](Fiber* fiber) { fiber->request_kill(); });
     lock.lock();
     shutdown_condition_.wait_for(lock, kKillRound,
-                                 [this] { return registry_.empty(); });
+                                 [this] { return !fibers_left(); });
   }
   lock.unlock();
   // release: pairs with the acquire in shutting_down().

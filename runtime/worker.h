@@ -82,6 +82,26 @@ class Worker {
   // so that workers spawning at once do not contend on one counter.
   std::uint64_t take_fiber_id() noexcept;
 
+  // Green threads submitted from / finished on this worker, for the
+  // scheduler's count of live ones (Scheduler::fibers_left). Only this
+  // worker's thread writes them, so counting is a load and a store, no
+  // read-modify-write: release, so that shutdown, reading with acquire,
+  // sees what happened before each count.
+  void count_submitted() noexcept {
+    submitted_.store(submitted_.load(std::memory_order_relaxed) + 1,
+                     std::memory_order_release);
+  }
+  void count_finished() noexcept {
+    finished_.store(finished_.load(std::memory_order_relaxed) + 1,
+                    std::memory_order_release);
+  }
+  std::uint64_t submitted_count() const noexcept {
+    return submitted_.load(std::memory_order_acquire);  // see above
+  }
+  std::uint64_t finished_count() const noexcept {
+    return finished_.load(std::memory_order_acquire);  // see above
+  }
+
   // What the fiber that switched back asks of this worker.
   enum class AfterSwitch : std::uint8_t { kYield, kPark, kFinish };
 
@@ -172,6 +192,11 @@ class Worker {
   void* asan_fake_stack_ = nullptr;
 
   std::atomic<bool> woken_as_spinner_{false};
+
+  // Owner-written, read by shutdown: a line of their own, away from
+  // woken_as_spinner_, which other workers write.
+  alignas(64) std::atomic<std::uint64_t> submitted_{0};
+  std::atomic<std::uint64_t> finished_{0};
 };
 
 // The worker running the calling thread, or nullptr on any other thread.

@@ -375,3 +375,37 @@ TEST_CASE("shutdown kills green threads still blocked and unwinds them",
   CHECK(unwound.load() == 200);
   CHECK(Clock::now() - start < 5s);
 }
+
+TEST_CASE("shutdown kills a green thread that first blocks after it began",
+          "[scheduler]") {
+  // A green thread joins the registry shutdown sweeps only when it first
+  // blocks (runtime/scheduler.h). One that has never blocked when
+  // shutdown begins, then blocks, must still be killed -- at once, not
+  // after a sweep interval.
+  std::atomic<int> unwound{0};
+  std::atomic<bool> main_done{false};
+  struct CountOnUnwind {
+    std::atomic<int>* counter;
+    ~CountOnUnwind() { counter->fetch_add(1); }
+  };
+  green::testing::Signal started;
+  const auto start = Clock::now();
+  green::run(
+      [&] {
+        for (int i = 0; i < 4; ++i) {
+          green::spawn_n([&] {
+            CountOnUnwind guard{&unwound};
+            started.post();
+            // Busy (yielding, never blocking) until the main green thread
+            // is gone.
+            while (!main_done.load()) green::yield();
+            green::sleep(1h);
+          });
+        }
+        for (int i = 0; i < 4; ++i) started.wait();
+        main_done = true;
+      },
+      with_workers(4));
+  CHECK(unwound.load() == 4);
+  CHECK(Clock::now() - start < 5s);
+}
