@@ -122,6 +122,19 @@ namespace green {
 namespace detail {
 
 // Buffer policies: FIFO (Queue, LightQueue), LIFO, and a binary heap.
+
+// Grows `items` (geometrically) so that one more push_back cannot throw
+// bad_alloc; false if the memory is not there.
+template <typename T>
+bool reserve_one(std::vector<T>& items) noexcept {
+  if (items.size() < items.capacity()) return true;
+  try {
+    items.reserve(std::max<std::size_t>(8, 2 * items.capacity()));
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
 template <typename T>
 using FifoBuffer = RingBuffer<T>;  // sync/ring_buffer.h
 
@@ -130,6 +143,8 @@ class LifoBuffer {
  public:
   bool empty() const noexcept { return items_.empty(); }
   std::size_t size() const noexcept { return items_.size(); }
+  // Whether one more push cannot fail for want of memory (grows if need be).
+  bool make_room_for_one() noexcept { return reserve_one(items_); }
   void push(T&& item) { items_.push_back(std::move(item)); }
   T pop() {
     T item = std::move(items_.back());
@@ -148,6 +163,7 @@ class HeapBuffer {
  public:
   bool empty() const noexcept { return items_.empty(); }
   std::size_t size() const noexcept { return items_.size(); }
+  bool make_room_for_one() noexcept { return reserve_one(items_); }
   void push(T&& item) {
     items_.push_back(std::move(item));
     std::push_heap(items_.begin(), items_.end(), Greater{&compare_});
@@ -764,6 +780,10 @@ class BasicQueue {
 
   void refill_from_putters_locked(WakeBatch& wakes) GREEN_REQUIRES(lock_) {
     while (has_room_locked() && !putters_.empty()) {
+      // Room first: a putter is told its item is in only once the push
+      // cannot fail. Without the memory it stays parked, item in hand, and
+      // a later get() lets it in. (After a get's pop there is always room.)
+      if (!buffer_.make_room_for_one()) return;
       std::optional<T> item = take_from_putter_locked(wakes);
       if (!item) return;
       buffer_.push(std::move(*item));

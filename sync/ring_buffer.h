@@ -34,6 +34,18 @@ class RingBuffer {
   bool empty() const noexcept { return size_ == 0; }
   std::size_t size() const noexcept { return size_; }
 
+  // Whether one more push cannot throw (grows if need be); false if the
+  // memory is not there.
+  bool make_room_for_one() noexcept {
+    if (size_ < capacity_) return true;
+    try {
+      grow();
+      return true;
+    } catch (...) {
+      return false;
+    }
+  }
+
   // Grows until `count` items fit (then pushes up to it cannot throw).
   void reserve(std::size_t count) {
     while (capacity_ < count) grow();

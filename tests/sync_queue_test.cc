@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <thread>
@@ -490,4 +491,41 @@ TEST_CASE("queue: the ring buffer keeps FIFO order across wrap and growth",
     for (int i = 0; i < 50; ++i) REQUIRE(*ring.pop().value == next_out++);
   }  // the other 150 items are destroyed with the ring
   CHECK(live == 0);
+}
+
+TEST_CASE(
+    "queue: a buffer that cannot grow leaves putters waiting - loses nothing",
+    "[queue]") {
+  // resize() lets parked putters in; when the buffer cannot grow for them
+  // (here: a copy that throws, standing in for bad_alloc), they must stay
+  // parked with their items rather than be told they are in.
+  static bool fail_copies = false;
+  struct Flaky {
+    explicit Flaky(int v) : value(v) {}
+    Flaky(const Flaky& other) : value(other.value) {
+      if (fail_copies) throw std::bad_alloc();
+    }
+    Flaky(Flaky&& other) noexcept(false) : value(other.value) {}  // so the
+    Flaky& operator=(Flaky&&) = default;  // buffer grows by copying
+    Flaky& operator=(const Flaky&) = default;
+    int value;
+  };
+  green::run([] {
+    green::Queue<Flaky> q(16);  // not nothrow-movable: the locked buffer
+    for (int i = 0; i < 16; ++i) q.put(Flaky(i));
+    std::vector<green::GreenThread<void>> putters;
+    for (int i = 16; i < 18; ++i) {
+      putters.push_back(green::spawn([&q, i] { q.put(Flaky(i)); }));
+      REQUIRE(eventually([&] { return q.putting() == std::size_t(i - 15); }));
+    }
+    fail_copies = true;
+    q.resize(32);  // room now, but the buffer cannot grow to take them
+    CHECK(q.putting() == 2);
+    CHECK(q.qsize() == 16);
+    fail_copies = false;
+    for (int i = 0; i < 18; ++i) CHECK(q.get().value == i);
+    for (auto& p : putters) p.wait();
+    CHECK(q.empty());
+    CHECK(q.unfinished_tasks() == 18);
+  });
 }
