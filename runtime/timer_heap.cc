@@ -33,7 +33,11 @@ std::size_t TimerHeap::expire(Clock::time_point now) noexcept {
     // Under lock_: a fiber woken earlier for another reason waits in
     // cancel() until we are done, so `node` and its fiber are alive. A
     // stale epoch makes the wake a no-op. Nothing touches `node` after it.
-    node->fiber->wake(node->epoch, WakeReason::kTimedOut, false);
+    if (node->on_expiry) {
+      node->on_expiry(node->context);
+    } else {
+      node->fiber->wake(node->epoch, WakeReason::kTimedOut, false);
+    }
     ++expired;
   }
   size_.store(entries_.size(), std::memory_order_relaxed);  // As in add().

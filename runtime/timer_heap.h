@@ -11,7 +11,8 @@
 // same way (per-P heaps, checked in the scheduler, netpoll with a timeout).
 //
 // Design. A TimerNode lives in the frame of the green thread that parks
-// (park_until) and is linked into the heap of the worker it parks on, by
+// (park_until), or in a green::Timeout's state, and is linked into the
+// heap of the worker it parks on (or where the Timeout was made), by
 // index, so that removal is O(log n). The heap is 4-ary and keeps each
 // deadline beside its node pointer: sifting compares without touching the
 // nodes, which sit on a million different stacks (comparing through the
@@ -47,8 +48,14 @@ class TimerHeap;
 struct TimerNode {
   static constexpr std::size_t kNotInHeap = ~std::size_t{0};
   std::chrono::steady_clock::time_point deadline;
+  // What expiry does: wake `fiber` from park `epoch` (kTimedOut), or, when
+  // set, call on_expiry(context) instead (green::Timeout). Either runs on
+  // the heap's worker with the heap's lock held, so it must not take a
+  // lock that anyone holds while calling add() or cancel().
   Fiber* fiber = nullptr;
-  std::uint32_t epoch = 0;         // the fiber's park epoch
+  std::uint32_t epoch = 0;  // the fiber's park epoch
+  void (*on_expiry)(void* context) noexcept = nullptr;
+  void* context = nullptr;
   std::size_t index = kNotInHeap;  // guarded by heap->lock_
   TimerHeap* heap = nullptr;       // set by add()
 };

@@ -3,20 +3,24 @@
 //
 // Where things live.
 //   * The guard (green::Timeout) is on its green thread's stack and owns
-//     the asio::steady_timer (inside the shared state, but only the guard
-//     ever touches it: arms it, cancels it, destroys it -- from whichever
-//     worker the green thread runs on by then, which Asio allows for one
-//     user at a time). The timer sits on the reactor of the worker where
-//     the Timeout was created.
+//     the shared state, whose TimerNode sits in the timer heap
+//     (runtime/timer_heap.h) of the worker where the Timeout was created:
+//     no system call to arm or cancel it (an asio::steady_timer, used
+//     before, re-armed a timerfd each time). Only the guard adds and
+//     cancels the node, from whichever worker its green thread runs on by
+//     then; after the heap's cancel() returns, expiry no longer touches
+//     the state, so the guard may let it go.
 //   * The guard also owns the exception_ptr to throw; the state only
 //     points at it. So whichever thread drops the state last, the
 //     exception object is freed by the green thread's side (the guard, the
 //     exception in flight, or the fiber's interrupt slot), never by the
 //     handler (which also keeps TSan's view of the uninstrumented
 //     exception_ptr refcount simple).
-//   * The timer's handler runs on that worker's thread; it holds a
-//     shared_ptr to the state (never the timer), and never resumes the
-//     fiber: it posts an interrupt (Fiber::interrupt wakes it if parked).
+//   * Expiry runs on that worker's thread, under the heap's lock (the
+//     guard's cancel keeps the state alive until it is done); it never
+//     resumes the fiber: it posts an interrupt (Fiber::interrupt wakes it
+//     if parked). Lock order: heap, then chain, then fiber; the guard
+//     never holds the chain's lock while it calls into the heap.
 //   * Every live Timeout of one green thread is linked, outermost first,
 //     in that green thread's TimeoutChain (reached through green::local),
 //     whose SpinLock serialises the handlers, the constructors and the
@@ -55,7 +59,6 @@
 // again at once; otherwise marks it delivered.
 #include "sync/timeout.h"
 
-#include <asio/steady_timer.hpp>
 #include <mutex>
 #include <stdexcept>
 
@@ -63,6 +66,7 @@
 #include "runtime/local.h"
 #include "runtime/spin_lock.h"
 #include "runtime/thread_annotations.h"
+#include "runtime/timer_heap.h"
 #include "runtime/worker.h"
 #include "sync/spin_guard.h"
 
@@ -90,8 +94,9 @@ struct TimeoutState {
   // only under chain->lock while the phase is not kCancelled (the guard
   // sets kCancelled under that lock before it dies), or by the guard.
   const std::exception_ptr* exception = nullptr;
-  // Only the guard's green thread touches it (see the file comment).
-  std::optional<asio::steady_timer> timer;
+  // In a worker's timer heap while armed; only the guard adds and cancels
+  // it (see the file comment).
+  TimerNode timer;
 
   // Under chain->lock. Every state of one chain shares that lock, which
   // the analysis cannot see through `o->chain` (so the functions walking
@@ -101,8 +106,13 @@ struct TimeoutState {
   TimeoutState* outer GREEN_GUARDED_BY(chain->lock) = nullptr;
   TimeoutState* inner GREEN_GUARDED_BY(chain->lock) = nullptr;
 
-  // The timer handler: any thread (the creating worker's).
-  void expire() GREEN_NO_THREAD_SAFETY_ANALYSIS {
+  // The timer heap's expiry (TimerNode::on_expiry); `self` is the state.
+  static void on_expiry(void* self) noexcept {
+    static_cast<TimeoutState*>(self)->expire();
+  }
+
+  // Expiry: on the creating worker's thread, under its heap's lock.
+  void expire() noexcept GREEN_NO_THREAD_SAFETY_ANALYSIS {
     SpinGuard guard(chain->lock);
     if (phase != TimeoutPhase::kPending) return;  // cancelled first
     for (TimeoutState* o = outer; o; o = o->outer) {
@@ -224,11 +234,11 @@ void Timeout::arm(std::exception_ptr custom) {
                                        ? Clock::time_point::max()
                                        : now + *duration_;
   detail::link_innermost(*state, fiber);
+  state->timer.deadline = expiry;
+  state->timer.on_expiry = &detail::TimeoutState::on_expiry;
+  state->timer.context = state.get();
   try {
-    state->timer.emplace(detail::current_worker()->io(), expiry);
-    state->timer->async_wait([state](const std::error_code& error) {
-      if (!error) state->expire();
-    });
+    detail::current_worker()->timers().add(state->timer);  // bad_alloc
   } catch (...) {
     detail::cancel_and_unlink(*state);  // no guard will: we throw
     throw;
@@ -242,10 +252,9 @@ void Timeout::cancel() noexcept {
   if (!state_) return;
   const detail::TimeoutPhase old = detail::cancel_and_unlink(*state_);
   if (old == detail::TimeoutPhase::kCancelled) return;  // done before
-  // Only this guard touches the timer. A handler already queued with
-  // success sees kCancelled and does nothing.
-  state_->timer->cancel();
-  state_->timer.reset();
+  // Only this guard touches the node. An expiry under way finishes first
+  // (it then saw kCancelled and did nothing); none starts afterwards.
+  state_->timer.heap->cancel(state_->timer);
 }
 
 bool Timeout::pending() const noexcept {
