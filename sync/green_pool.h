@@ -158,9 +158,11 @@ class GreenPool {
   GreenPool(const GreenPool&) = delete;
   GreenPool& operator=(const GreenPool&) = delete;
 
-  // Runs f(args...) in a new green thread once a slot is free.
+  // Runs f(args...) in a new green thread once a slot is free. With
+  // SpawnOptions first (a stack size), as green::spawn; a call run inline
+  // (re-entrancy, above) runs on the caller's stack and ignores them.
   template <typename F, typename... Args>
-  auto spawn(F&& f, Args&&... args)
+  auto spawn(SpawnOptions options, F&& f, Args&&... args)
       -> GreenThread<detail::BoundResult<F, Args...>> {
     using R = detail::BoundResult<F, Args...>;
     auto fn =
@@ -170,6 +172,7 @@ class GreenPool {
     // link callback (releases if it never started: killed first).
     auto slot = std::make_shared<detail::PoolSlot>(state_);
     GreenThread<R> thread = green::spawn(
+        options,
         [slot, pool = state_.get(), fn = std::move(fn)]() mutable -> R {
           detail::MemberScope member(pool, *slot);
           return fn();
@@ -177,21 +180,31 @@ class GreenPool {
     thread.link([slot](const GreenThread<R>&) { slot->release(); });
     return thread;
   }
+  template <detail::NotSpawnOptions F, typename... Args>
+  auto spawn(F&& f, Args&&... args) {
+    return spawn(SpawnOptions{}, std::forward<F>(f),
+                 std::forward<Args>(args)...);
+  }
 
   // As spawn(), without a handle: cheaper; exceptions are reported.
   template <typename F, typename... Args>
-  void spawn_n(F&& f, Args&&... args) {
+  void spawn_n(SpawnOptions options, F&& f, Args&&... args) {
     auto fn =
         detail::bind_call(std::forward<F>(f), std::forward<Args>(args)...);
     if (!acquire_slot()) {
       run_inline_n(fn);
       return;
     }
-    green::spawn_n([slot = detail::PoolSlot(state_), pool = state_.get(),
+    green::spawn_n(options,
+                   [slot = detail::PoolSlot(state_), pool = state_.get(),
                     fn = std::move(fn)]() mutable {
-      detail::MemberScope member(pool, slot);
-      fn();
-    });
+                     detail::MemberScope member(pool, slot);
+                     fn();
+                   });
+  }
+  template <detail::NotSpawnOptions F, typename... Args>
+  void spawn_n(F&& f, Args&&... args) {
+    spawn_n(SpawnOptions{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   // Waits until no member runs. From a member: std::logic_error.

@@ -72,6 +72,36 @@ TEST_CASE("pool: spawn returns handles with the results", "[pool]") {
       with_workers(workers));
 }
 
+// Touches `kib` KiB of its own stack; returns a checksum of it.
+[[gnu::noinline]] int use_stack(int kib) {
+  volatile char buffer[1024 * 1024];
+  const int bytes = kib * 1024;
+  for (int i = 0; i < bytes; i += 512) buffer[i] = static_cast<char>(i / 512);
+  int sum = 0;
+  for (int i = 0; i < bytes; i += 512) sum += buffer[i];
+  return sum;
+}
+
+TEST_CASE("pool: spawn and spawn_n take SpawnOptions", "[pool]") {
+  // A 1 MiB frame: far past the default stack (64 KiB; 256 KiB under
+  // sanitizers), so these run only if the pool passes the stack size on.
+  green::run([] {
+    green::GreenPool p(2);
+    const green::SpawnOptions big{.stack_size = 4 << 20};
+    auto a = p.spawn(big, use_stack, 768);
+    std::atomic<int> b{0};
+    green::Event<void> done;
+    p.spawn_n(big, [&] {
+      b = use_stack(768);
+      done.send();
+    });
+    done.wait();
+    CHECK(a.wait() == b.load());
+    CHECK(a.wait() != 0);
+    p.waitall();
+  });
+}
+
 TEST_CASE("pool: spawn_n and waitall", "[pool]") {
   const std::size_t workers = GENERATE(1, 2, 4);
   green::run(
