@@ -93,7 +93,8 @@ Runtime::~Runtime() {
 
 void sleep(std::chrono::nanoseconds duration) {
   detail::Fiber* fiber = detail::fiber_for("green::sleep");
-  if (duration.count() <= 0) {
+  if (duration.count() <= 0) {  // a yield (green::yield)
+    fiber->ensure_registered();
     fiber->throw_if_interrupted();
     fiber->yield();
     fiber->throw_if_interrupted();

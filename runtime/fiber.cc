@@ -47,13 +47,15 @@ LocalStorage& Fiber::locals() {
   return *locals_;
 }
 
+void Fiber::register_for_shutdown() {
+  // From now on shutdown can find us (scheduler.h).
+  scheduler_->registry().add(this);
+  registered_ = true;
+  if (scheduler_->stopping()) request_kill();  // its sweep may have passed
+}
+
 std::uint32_t Fiber::begin_park() {
-  if (!registered_) {
-    // First block: from now on shutdown can find us (scheduler.h).
-    scheduler_->registry().add(this);
-    registered_ = true;
-    if (scheduler_->stopping()) request_kill();  // its sweep may have passed
-  }
+  ensure_registered();
   // relaxed throughout: only this fiber moves the word out of kRunning, and
   // wakers learn the new epoch through a wait list's lock or a timer's
   // capture, both of which order them after this store.

@@ -99,6 +99,12 @@ class Fiber {
   void throw_if_interrupted();
   // Gives up the worker for a moment: back of the run queue.
   void yield() noexcept;
+  // Joins the registry that shutdown sweeps (scheduler.h) at the first
+  // block (begin_park) or yield: a green thread that only ever yields must
+  // be found and killed too.
+  void ensure_registered() {
+    if (!registered_) register_for_shutdown();
+  }
 
   // --- Waking (any thread). ---
   // Wakes the fiber if it is still parked in `epoch` and nobody woke it
@@ -262,7 +268,8 @@ class Fiber {
 
   // Touched only by the fiber itself.
   bool interrupt_raised_ = false;  // release kill waiters at next park/end
-  bool registered_ = false;        // in the scheduler's registry (begin_park)
+  bool registered_ = false;        // in the scheduler's registry
+  void register_for_shutdown();
   std::chrono::nanoseconds start_delay_{0};
   std::unique_ptr<LocalStorage> locals_;
 

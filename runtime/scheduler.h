@@ -55,13 +55,13 @@ namespace green::detail {
 
 class Worker;
 
-// Every fiber that has blocked at least once and is still alive, so that
-// shutdown can kill the ones still blocked. A fiber joins it at its first
-// begin_park(), not at spawn: most green threads never block (spawn-join's
-// all, skynet's leaves), and registering each at spawn and unlinking it
-// on the worker that ran it cost two cross-core lock and list-neighbour
-// misses per green thread (13% of spawn-join at 2 workers). Sharded by
-// fiber id so that workers rarely meet on one lock.
+// Every fiber that has blocked or yielded at least once and is still
+// alive, so that shutdown can kill the ones still blocked (or yielding). A
+// fiber joins it at its first begin_park() or green::yield(), not at spawn:
+// most green threads never block (spawn-join's all, skynet's leaves), and
+// registering each at spawn and unlinking it on the worker that ran it cost two
+// cross-core lock and list-neighbour misses per green thread (13% of spawn-join
+// at 2 workers). Sharded by fiber id so that workers rarely meet on one lock.
 class FiberRegistry {
  public:
   void add(Fiber* fiber) noexcept;

@@ -376,36 +376,43 @@ TEST_CASE("shutdown kills green threads still blocked and unwinds them",
   CHECK(Clock::now() - start < 5s);
 }
 
-TEST_CASE("shutdown kills a green thread that first blocks after it began",
+TEST_CASE("shutdown kills green threads that first block or only yield",
           "[scheduler]") {
   // A green thread joins the registry shutdown sweeps only when it first
-  // blocks (runtime/scheduler.h). One that has never blocked when
-  // shutdown begins, then blocks, must still be killed -- at once, not
-  // after a sweep interval.
+  // blocks or yields (runtime/scheduler.h). One that only ever yields must
+  // be killed; so must one that neither blocked nor yielded before
+  // shutdown began and blocks only then -- at once, not after a sweep.
   std::atomic<int> unwound{0};
+  std::atomic<int> yielders{0};
+  std::atomic<bool> busy{false};
   std::atomic<bool> main_done{false};
   struct CountOnUnwind {
     std::atomic<int>* counter;
     ~CountOnUnwind() { counter->fetch_add(1); }
   };
-  green::testing::Signal started;
   const auto start = Clock::now();
   green::run(
       [&] {
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < 2; ++i) {
           green::spawn_n([&] {
             CountOnUnwind guard{&unwound};
-            started.post();
-            // Busy (yielding, never blocking) until the main green thread
-            // is gone.
-            while (!main_done.load()) green::yield();
-            green::sleep(1h);
+            yielders.fetch_add(1);
+            for (;;) green::yield();
           });
         }
-        for (int i = 0; i < 4; ++i) started.wait();
+        green::spawn_n([&] {
+          CountOnUnwind guard{&unwound};
+          busy = true;
+          // Holds its worker (no yield, no block) until main is gone.
+          while (!main_done.load()) std::this_thread::yield();
+          green::sleep(1h);
+        });
+        // Yielding lets idle workers take us from a worker the busy one
+        // holds.
+        while (yielders.load() < 2 || !busy.load()) green::yield();
         main_done = true;
       },
       with_workers(4));
-  CHECK(unwound.load() == 4);
+  CHECK(unwound.load() == 3);
   CHECK(Clock::now() - start < 5s);
 }
