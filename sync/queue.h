@@ -742,8 +742,11 @@ class BasicQueue {
       ++locked_puts_;
       return true;
     }
-    if (!has_room_locked()) return false;  // I2: no putter barges past
-    buffer_.push(std::move(item));         // putters_ waiting (full)
+    // I2: no putter barges past putters_ waiting. They wait because the
+    // queue is full -- or, rarely, because the buffer could not grow for
+    // them (refill_from_putters_locked); then they still go first.
+    if (!has_room_locked() || !putters_.empty()) return false;
+    buffer_.push(std::move(item));
     ++locked_puts_;
     return true;
   }

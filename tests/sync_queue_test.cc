@@ -522,6 +522,7 @@ TEST_CASE(
     q.resize(32);  // room now, but the buffer cannot grow to take them
     CHECK(q.putting() == 2);
     CHECK(q.qsize() == 16);
+    CHECK_FALSE(q.try_put(Flaky(99)));  // no passing the parked putters
     fail_copies = false;
     for (int i = 0; i < 18; ++i) CHECK(q.get().value == i);
     for (auto& p : putters) p.wait();
