@@ -17,6 +17,14 @@
 
 namespace green::detail {
 
+// One polite busy-wait step: tells the core we are spinning (x86 `pause`),
+// which saves power and frees the sibling hyperthread.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 class GREEN_CAPABILITY("mutex") SpinLock {
  public:
   SpinLock() = default;
@@ -59,9 +67,7 @@ class GREEN_CAPABILITY("mutex") SpinLock {
           std::this_thread::yield();
           spins = 0;
         } else {
-#if defined(__x86_64__) || defined(__i386__)
-          __builtin_ia32_pause();
-#endif
+          cpu_relax();
         }
       }
       if (!locked_.exchange(true, std::memory_order_acquire)) return;

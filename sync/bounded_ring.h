@@ -97,28 +97,7 @@ class BoundedRing {
   // handshake -- a getter that registered before it is seen by the
   // putter's next seq_cst load, or sees this reservation.
   bool reserve_push(Ticket& ticket) noexcept {
-    // relaxed: a stale position only fails the CAS below.
-    std::size_t position = tail_.value.load(std::memory_order_relaxed);
-    for (;;) {
-      if (position & kClosed) return false;
-      Cell& cell = cell_at(position);
-      // acquire: the consumer that freed the cell is done reading it.
-      const std::size_t sequence =
-          cell.sequence.load(std::memory_order_acquire);
-      const auto lag = static_cast<std::intptr_t>(sequence - position);
-      if (lag == 0) {
-        if (tail_.value.compare_exchange_weak(position, position + 1,
-                                              std::memory_order_seq_cst,
-                                              std::memory_order_relaxed)) {
-          ticket = {&cell, position};
-          return true;
-        }
-      } else if (lag < 0) {
-        return false;  // full: the cell still holds last lap's item
-      } else {
-        position = tail_.value.load(std::memory_order_relaxed);
-      }
-    }
+    return reserve(tail_, 0, ticket);  // its turn: sequence == position
   }
 
   // Completes a reservation with `item` (moved from).
@@ -139,27 +118,7 @@ class BoundedRing {
   // closed, or the oldest reservation is not yet published). seq_cst CAS:
   // the getter's half of the handshake, as reserve_push.
   bool reserve_pop(Ticket& ticket) noexcept {
-    std::size_t position = head_.value.load(std::memory_order_relaxed);
-    for (;;) {
-      if (position & kClosed) return false;
-      Cell& cell = cell_at(position);
-      // acquire: pairs with publish(), so the item is visible.
-      const std::size_t sequence =
-          cell.sequence.load(std::memory_order_acquire);
-      const auto lag = static_cast<std::intptr_t>(sequence - (position + 1));
-      if (lag == 0) {
-        if (head_.value.compare_exchange_weak(position, position + 1,
-                                              std::memory_order_seq_cst,
-                                              std::memory_order_relaxed)) {
-          ticket = {&cell, position};
-          return true;
-        }
-      } else if (lag < 0) {
-        return false;  // empty, or its producer has not published yet
-      } else {
-        position = head_.value.load(std::memory_order_relaxed);
-      }
-    }
+    return reserve(head_, 1, ticket);  // published: sequence == position + 1
   }
 
   // Completes a pop: moves the item into `out` (nothing for a hole; then
@@ -276,6 +235,38 @@ class BoundedRing {
   struct alignas(64) Position {
     std::atomic<std::size_t> value{0};
   };
+
+  // Reserves the cell at `end` (tail_ for producers, head_ for consumers)
+  // once its sequence says it is that side's turn: position + `turn`.
+  // False when it is not yet (full for producers, empty or unpublished for
+  // consumers) or the ring is closed.
+  bool reserve(Position& end, std::size_t turn, Ticket& ticket) noexcept {
+    // relaxed: a stale position only fails the CAS below.
+    std::size_t position = end.value.load(std::memory_order_relaxed);
+    for (;;) {
+      if (position & kClosed) return false;
+      Cell& cell = cell_at(position);
+      // acquire: pairs with the other side's release of the cell (take()
+      // for producers: it is done reading; publish() for consumers: the
+      // item is visible).
+      const std::size_t sequence =
+          cell.sequence.load(std::memory_order_acquire);
+      const auto lag = static_cast<std::intptr_t>(sequence - (position + turn));
+      if (lag == 0) {
+        // seq_cst: see reserve_push (the parking handshake).
+        if (end.value.compare_exchange_weak(position, position + 1,
+                                            std::memory_order_seq_cst,
+                                            std::memory_order_relaxed)) {
+          ticket = {&cell, position};
+          return true;
+        }
+      } else if (lag < 0) {
+        return false;  // the other side has not been through this lap yet
+      } else {
+        position = end.value.load(std::memory_order_relaxed);  // overtaken
+      }
+    }
+  }
 
   Cell& cell_at(std::size_t position) const noexcept {
     return cells_[mask_ ? (position & mask_) : (position % capacity_)];

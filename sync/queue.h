@@ -435,9 +435,7 @@ class BasicQueue {
       // until our cell is completed.)
       if (lock_.try_lock()) return true;
       if (ring_->closed()) return false;
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
+      cpu_relax();
     }
   }
 
@@ -565,11 +563,7 @@ class BasicQueue {
   // looks again.
   void back_off(SpinUniqueLock& lock) GREEN_REQUIRES(lock_) {
     lock.get().unlock();
-    for (int i = 0; i < 64; ++i) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    }
+    for (int i = 0; i < 64; ++i) cpu_relax();
     lock.get().lock();
   }
 
@@ -651,7 +645,7 @@ class BasicQueue {
     // Older items go to waiting getters first; if getters still wait,
     // nothing older is left: ours goes straight to one.
     serve_getters_locked(wakes);
-    if (!getters_.empty() && hand_to_getter_locked(item, wakes)) {
+    if (hand_to_getter_locked(item, wakes)) {
       ++locked_puts_;
       return true;
     }
@@ -664,10 +658,8 @@ class BasicQueue {
   }
 
   std::optional<T> take_ring_locked(WakeBatch& wakes) GREEN_REQUIRES(lock_) {
-    if (!getters_.empty()) {
-      serve_getters_locked(wakes);  // they came first
-      if (!getters_.empty()) return std::nullopt;
-    }
+    serve_getters_locked(wakes);                 // they came first: if any
+    if (!getters_.empty()) return std::nullopt;  // still wait, we are last
     std::optional<T> item;
     if (!pop_oldest_locked(item)) {
       // A putter may have parked while the ring drained: let it in.
@@ -691,7 +683,7 @@ class BasicQueue {
     ring_->close();
     while (!ring_->quiescent()) std::this_thread::yield();
     auto keep = [&](T&& item) {
-      if (!getters_.empty() && hand_to_getter_locked(item, wakes)) return;
+      if (hand_to_getter_locked(item, wakes)) return;
       buffer_.push(std::move(item));
     };
     if (stash_) {
@@ -706,9 +698,7 @@ class BasicQueue {
   // --- Buffer mode (unbounded, LIFO, priority, channels, resized). ---
 
   bool has_room_locked() const GREEN_REQUIRES(lock_) {
-    if (in_ring_mode_locked()) {
-      return ring_->reserved_size() + (stash_ ? 1 : 0) < ring_->capacity();
-    }
+    if (in_ring_mode_locked()) return size_locked() < ring_->capacity();
     return !maxsize_ || buffer_.size() < *maxsize_;
   }
 
