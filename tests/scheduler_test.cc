@@ -41,6 +41,12 @@ double process_cpu_seconds() {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+// Counts the green threads that unwound (a kill at shutdown unwinds).
+struct CountOnUnwind {
+  std::atomic<int>* counter;
+  ~CountOnUnwind() { counter->fetch_add(1); }
+};
+
 }  // namespace
 
 TEST_CASE("100,000 green threads spawned from many green threads run once",
@@ -348,10 +354,6 @@ TEST_CASE("an idle runtime burns no CPU", "[scheduler]") {
 TEST_CASE("shutdown kills green threads still blocked and unwinds them",
           "[scheduler]") {
   std::atomic<int> unwound{0};
-  struct CountOnUnwind {
-    std::atomic<int>* counter;
-    ~CountOnUnwind() { counter->fetch_add(1); }
-  };
   green::testing::Signal never;  // outlives the runtime: waiters link in
   green::testing::Signal started;
   const auto start = Clock::now();
@@ -386,10 +388,6 @@ TEST_CASE("shutdown kills green threads that first block or only yield",
   std::atomic<int> yielders{0};
   std::atomic<bool> busy{false};
   std::atomic<bool> main_done{false};
-  struct CountOnUnwind {
-    std::atomic<int>* counter;
-    ~CountOnUnwind() { counter->fetch_add(1); }
-  };
   const auto start = Clock::now();
   green::run(
       [&] {

@@ -1,8 +1,9 @@
 // Bounded FIFO queues (Queue(n), LightQueue(n), 2 <= n <= 65,536) keep
 // their items in a lock-free ring (sync/bounded_ring.h) and take the lock
 // only when somebody waits. These tests pin what that must not change:
-// the bound, FIFO order among items and among waiters, task counts, the
-// destruction guarantee, and resize() retiring the ring mid-flight.
+// the bound, FIFO order among items, task counts, the destruction
+// guarantee, and resize() retiring the ring mid-flight. (FIFO order among
+// waiters: sync_queue_test, at capacities 1 and 2.)
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -58,37 +59,6 @@ TEST_CASE("ring queue: the bound, FIFO order and task counts hold",
     }
     CHECK(*ring.get() == 99);
   });
-}
-
-TEST_CASE("ring queue: waiters are served in FIFO order", "[queue][ring]") {
-  const std::size_t workers = GENERATE(1, 2, 4);
-  constexpr int kWaiters = 8;
-  green::run(
-      [] {
-        green::Queue<int> q(2);
-        std::vector<green::GreenThread<int>> getters;
-        for (int i = 0; i < kWaiters; ++i) {
-          getters.push_back(green::spawn([&] { return q.get(); }));
-          REQUIRE(eventually([&] { return q.getting() == i + 1u; }));
-        }
-        for (int i = 0; i < kWaiters; ++i) q.put(i);
-        for (int i = 0; i < kWaiters; ++i) CHECK(getters[i].wait() == i);
-        CHECK(q.empty());
-
-        q.put(-2);
-        q.put(-1);  // now full: putters queue up
-        std::vector<green::GreenThread<void>> putters;
-        for (int i = 0; i < kWaiters; ++i) {
-          putters.push_back(green::spawn([&, i] { q.put(i); }));
-          REQUIRE(eventually([&] { return q.putting() == i + 1u; }));
-        }
-        CHECK(q.get() == -2);
-        CHECK(q.get() == -1);
-        for (int i = 0; i < kWaiters; ++i) CHECK(q.get() == i);
-        for (auto& p : putters) p.wait();
-        CHECK(q.unfinished_tasks() == kWaiters * 2 + 2);
-      },
-      with_workers(workers));
 }
 
 TEST_CASE("ring queue: the getter may destroy the queue once get returns",
