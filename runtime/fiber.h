@@ -156,6 +156,18 @@ class Fiber {
   // switching out and must be re-queued by the caller.
   bool commit_park() noexcept;
   bool started_running() const noexcept { return static_cast<bool>(context_); }
+  // Asks the CPU to bring `fiber`'s control block into cache, for writing:
+  // the worker calls it for the green thread it will run next, so that a
+  // block last touched on another core, or long ago, arrives while the
+  // current one runs. Never faults, so `fiber` may be stale or freed.
+  static void prefetch(const Fiber* fiber) noexcept {
+    constexpr std::uintptr_t kLine = 64;
+    const auto begin = reinterpret_cast<std::uintptr_t>(fiber) & ~(kLine - 1);
+    const auto end = reinterpret_cast<std::uintptr_t>(fiber) + sizeof(Fiber);
+    for (std::uintptr_t line = begin; line < end; line += kLine) {
+      __builtin_prefetch(reinterpret_cast<const void*>(line), /*rw=*/1);
+    }
+  }
 
   // Control blocks come from oneTBB's scalable allocator: a green thread is
   // often spawned on one worker and freed on another, and glibc then takes

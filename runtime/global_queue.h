@@ -13,13 +13,17 @@
 // It is Go's global run queue (`sched.runq` in src/runtime/proc.go: runqputslow
 // feeds it, globrunqput/globrunqget use it) and Tokio's `Inject` queue
 // (tokio/src/runtime/scheduler/inject.rs). Both are an intrusive linked list
-// under a mutex, as here: the queue is off the hot path (the local rings are
-// the hot path), so a lock costs little and keeps batches O(1) to splice.
+// under a mutex. The lock is kept here (the queue is off the hot path: the
+// local rings are), but a ring's overflow travels as an array of pointers,
+// not a linked chain: taking a batch then reads no item, where walking the
+// links cost one cache miss per item under the lock (runtime/batched_fifo.h
+// has the numbers).
 //
-// The lists are intrusive: T has a member `T* queue_next`, used only while the
-// item sits in this queue (or in a batch being handed to it), so pushing never
-// allocates and never fails; and `bool started_running() const`, which picks
-// the list (below).
+// T has a member `T* queue_next`, used only while a single item sits in this
+// queue (or in a chain being handed to it), so pushing one item never
+// allocates and never fails (an overflow whose array cannot be allocated is
+// linked the same way); and `bool started_running() const`, which picks the
+// list (below).
 //
 // Two lists: woken before fresh, with aging
 // -----------------------------------------
@@ -40,8 +44,8 @@
 //
 // Invariants (hold whenever mutex_ is free)
 // ---------------------------------------
-//   1. For each list: head == nullptr <=> tail == nullptr; following
-//      queue_next from head reaches tail, and tail->queue_next == nullptr.
+//   1. Each list is a BatchedFifo (its own invariants in batched_fifo.h),
+//      touched only with mutex_ held.
 //   2. size_ is the sum of both lists' lengths; written only with mutex_
 //      held; it may be read without it.
 //   3. An item is in at most one queue (this one, a RunQueue ring, or a
@@ -65,6 +69,7 @@
 // Usage (scheduler side):
 //   GlobalQueue<GreenThread> global;
 //   global.push(thread);                         // from any thread
+//   global.push_array(n, item_at);               // a ring's overflow
 //   if (T* t = global.pop_batch_into(local_queue, global.size() / workers + 1))
 //     run(t);                                    // local_queue got the rest
 #ifndef GREEN_RUNTIME_GLOBAL_QUEUE_H_
@@ -74,8 +79,9 @@
 #include <atomic>
 #include <cassert>
 #include <cstddef>
-#include <type_traits>
+#include <cstdint>
 
+#include "runtime/batched_fifo.h"
 #include "runtime/spin_lock.h"
 #include "runtime/thread_annotations.h"
 
@@ -101,11 +107,9 @@ class GlobalQueue {
   // Any thread; the caller owns `item` until this returns.
   void push(T* item) noexcept GREEN_EXCLUDES(mutex_) {
     assert(item != nullptr);
-    item->queue_next = nullptr;  // Not yet visible to anyone: no lock needed.
     const bool woken = item->started_running();
     Lock lock(mutex_);
-    (woken ? woken_ : fresh_).append(item, item);
-    woken_count_ += woken;
+    (woken ? woken_ : fresh_).push_back(item);
     add_size_locked(1);
   }
 
@@ -115,34 +119,76 @@ class GlobalQueue {
   void push_batch(T* first, T* last) noexcept GREEN_EXCLUDES(mutex_) {
     assert(first != nullptr && last != nullptr);
     last->queue_next = nullptr;
-    // Split the private chain outside the lock, keeping each part in order
-    // (and counting it: the walk is needed anyway).
-    List woken, fresh;
-    std::size_t count = 0, woken_count = 0;
+    // Split the private chain outside the lock, keeping each part in order.
+    Chain woken, fresh;
     T* previous = nullptr;
-    for (T* item = first; item != nullptr; ++count) {
+    for (T* item = first; item != nullptr;) {
       T* const next = item->queue_next;
       item->queue_next = nullptr;
-      const bool started = item->started_running();
-      (started ? woken : fresh).append(item, item);
-      woken_count += started;
+      (item->started_running() ? woken : fresh).append(item);
       previous = item;
       item = next;
     }
     assert(previous == last);  // `last` ends the chain
     (void)previous;
     Lock lock(mutex_);
-    woken_.splice(woken);
-    fresh_.splice(fresh);
-    woken_count_ += woken_count;
+    if (woken.count > 0)
+      woken_.push_chain(woken.first, woken.last, woken.count);
+    if (fresh.count > 0)
+      fresh_.push_chain(fresh.first, fresh.last, fresh.count);
+    add_size_locked(woken.count + fresh.count);
+  }
+
+  // Appends item_at(0), ..., item_at(count - 1), in that order, each to the
+  // back of its list, in one critical section, as arrays (batched_fifo.h):
+  // a ring's overflow. `item_at` is called outside the lock, once per index
+  // (again for every index if memory is short), and must give the same item
+  // each time. Any thread; the caller owns the items until this returns.
+  template <typename ItemAt>
+  void push_array(std::size_t count, ItemAt&& item_at) noexcept
+      GREEN_EXCLUDES(mutex_) {
+    assert(count > 0 && count <= UINT32_MAX);
+    Batch* woken = nullptr;
+    Batch* fresh = nullptr;
+    for (std::size_t i = 0; i < count; ++i) {
+      T* const item = item_at(i);
+      Batch*& batch = item->started_running() ? woken : fresh;
+      // Created at the first item of its kind, with room for every item
+      // left, so no later add() can overflow it.
+      if (batch == nullptr) {
+        batch = Batch::create(static_cast<std::uint32_t>(count - i));
+        if (batch == nullptr) {
+          // Out of memory: hand the items over linked instead, which
+          // cannot fail. Same order, same lists; only the walk comes back.
+          Batch::destroy_chain(woken);
+          Batch::destroy_chain(fresh);
+          for (std::size_t j = 0; j + 1 < count; ++j) {
+            item_at(j)->queue_next = item_at(j + 1);
+          }
+          push_batch(item_at(0), item_at(count - 1));
+          return;
+        }
+      }
+      batch->add(item);
+    }
+    Lock lock(mutex_);
+    if (woken) woken_.push_batch(woken);
+    if (fresh) fresh_.push_batch(fresh);
     add_size_locked(count);
   }
 
   // Removes and returns the oldest item, or nullptr if empty. Any thread.
   T* pop() noexcept GREEN_EXCLUDES(mutex_) {
-    Lock lock(mutex_);
-    if (size_.load(std::memory_order_relaxed) == 0) return nullptr;
-    return detach_locked(1);
+    Batch* retired = nullptr;
+    T* item = nullptr;
+    {
+      Lock lock(mutex_);
+      if (size_.load(std::memory_order_relaxed) == 0) return nullptr;
+      detach_locked(
+          1, [&item](T* taken) { item = taken; }, retired);
+    }
+    Batch::destroy_chain(retired);
+    return item;
   }
 
   // Removes up to `max` + 1 of the oldest items: the first is returned, to be
@@ -162,40 +208,45 @@ class GlobalQueue {
     const std::size_t used = destination.size();
     const std::size_t room = used < Capacity ? Capacity - used : 0;
     const std::size_t to_move = std::min({max, room, Capacity / 2});
-    T* chain;
+    // The batch is copied out under the lock and pushed after it: only
+    // pointers move (batched_fifo.h), and a ring push can never wait on
+    // this lock (were `room` ever wrong, the ring would overflow into
+    // push_array; not a deadlock).
+    T* taken[Capacity / 2 + 1];
+    std::size_t count;
+    Batch* retired = nullptr;
     {
       Lock lock(mutex_);
       // relaxed: we hold mutex_, the only writer.
-      if (size_.load(std::memory_order_relaxed) == 0) return nullptr;
-      std::size_t count =
-          std::min(to_move + 1, size_.load(std::memory_order_relaxed));
-      if (woken_only)
-        count = std::min(count, std::max<std::size_t>(woken_count_, 1));
-      chain = detach_locked(count);
+      const std::size_t size = size_.load(std::memory_order_relaxed);
+      if (size == 0) return nullptr;
+      count = std::min(to_move + 1, size);
+      if (woken_only) {
+        count = std::min(count, std::max<std::size_t>(woken_.size(), 1));
+      }
+      std::size_t next = 0;
+      detach_locked(
+          count, [&taken, &next](T* item) { taken[next++] = item; }, retired);
     }
-    // The chain is ours now; fill the ring outside the lock.
-    T* const run_now = chain;
-    chain = chain->queue_next;
-    run_now->queue_next = nullptr;
-    while (chain != nullptr) {
-      T* const item = chain;
-      chain = chain->queue_next;
-      item->queue_next = nullptr;
-      destination.push_back(item, *this);  // Fits: see `room` above.
+    Batch::destroy_chain(retired);
+    for (std::size_t i = 1; i < count; ++i) {
+      destination.push_back(taken[i], *this);  // Fits: see `room` above.
     }
-    return run_now;
+    return taken[0];
   }
 
   // Number of items; exact when no other thread is pushing or popping, a hint
   // otherwise (see "Memory order of size_" above). Any thread, lock-free.
   std::size_t size() const noexcept {
-    // relaxed: a hint; pairs with the relaxed stores in append_locked and
+    // relaxed: a hint; pairs with the relaxed stores in add_size_locked and
     // detach_locked through the scheduler's seq_cst fences, not by itself.
     return size_.load(std::memory_order_relaxed);
   }
   bool empty() const noexcept { return size() == 0; }
 
  private:
+  using Batch = ItemBatch<T>;
+
   // A SpinLock (runtime/spin_lock.h), not std::mutex: with a futex-based
   // mutex a worker that found the queue locked went to sleep in the kernel
   // and the holder paid a futex wake on unlock (16,000 context switches in
@@ -222,37 +273,19 @@ class GlobalQueue {
     Mutex& mutex_;
   };
 
-  // A FIFO of items linked through queue_next. Plain data: GlobalQueue
-  // guards its two lists with mutex_; a local List is private to its owner.
-  struct List {
-    T* head = nullptr;  // Oldest item, next to pop.
-    T* tail = nullptr;  // Newest item.
-
-    bool empty() const noexcept { return head == nullptr; }
-    // Appends the linked chain first -> ... -> last (last->queue_next null).
-    void append(T* first, T* last) noexcept {
-      static_assert(std::is_same_v<decltype(T::queue_next), T*>,
-                    "GlobalQueue<T> needs a member `T* queue_next`");
-      if (tail == nullptr) {
-        head = first;
+  // A private chain being built outside the lock (push_batch).
+  struct Chain {
+    T* first = nullptr;
+    T* last = nullptr;
+    std::size_t count = 0;
+    void append(T* item) noexcept {
+      if (last == nullptr) {
+        first = item;
       } else {
-        tail->queue_next = first;
+        last->queue_next = item;
       }
-      tail = last;
-    }
-    // Moves all of `other` to the back of this list.
-    void splice(List& other) noexcept {
-      if (other.empty()) return;
-      append(other.head, other.tail);
-      other = List{};
-    }
-    // Unlinks the oldest item. The list must not be empty.
-    T* pop_front() noexcept {
-      T* const item = head;
-      head = item->queue_next;
-      if (head == nullptr) tail = nullptr;
-      item->queue_next = nullptr;
-      return item;
+      last = item;
+      ++count;
     }
   };
 
@@ -263,31 +296,26 @@ class GlobalQueue {
                 std::memory_order_relaxed);
   }
 
-  // Unlinks `count` items (1 <= count <= size_) and returns them as a chain
-  // ending in nullptr: woken ones first, then fresh ones, oldest first in
-  // each; on every kFreshTurn-th call one fresh item leads (aging, above).
-  T* detach_locked(std::size_t count) noexcept GREEN_REQUIRES(mutex_) {
+  // Unlinks `count` items (1 <= count <= size_) and passes them to `sink`
+  // in order: woken ones first, then fresh ones, oldest first in each; on
+  // every kFreshTurn-th call one fresh item leads (aging, above). Emptied
+  // batches go onto `retired`, to be freed after the lock is let go.
+  template <typename Sink>
+  void detach_locked(std::size_t count, Sink&& sink, Batch*& retired) noexcept
+      GREEN_REQUIRES(mutex_) {
     // relaxed: we hold mutex_, the only writer; same reasoning as above.
     const std::size_t size = size_.load(std::memory_order_relaxed);
     assert(count >= 1 && count <= size);
-    List chain;
     std::size_t taken = 0;
     if (!fresh_.empty() && ++detach_calls_ % kFreshTurn == 0) {
-      T* const item = fresh_.pop_front();
-      chain.append(item, item);
+      sink(fresh_.pop_front(retired));
       ++taken;
     }
     for (; taken < count && !woken_.empty(); ++taken) {
-      T* const item = woken_.pop_front();
-      chain.append(item, item);
-      --woken_count_;
+      sink(woken_.pop_front(retired));
     }
-    for (; taken < count; ++taken) {
-      T* const item = fresh_.pop_front();
-      chain.append(item, item);
-    }
+    for (; taken < count; ++taken) sink(fresh_.pop_front(retired));
     size_.store(size - count, std::memory_order_relaxed);  // As above.
-    return chain.head;
   }
 
   // One detach in this many starts with a fresh item even when woken ones
@@ -295,16 +323,15 @@ class GlobalQueue {
   // under load, large enough that woken stacks still drain first.
   static constexpr std::uint32_t kFreshTurn = 4;
 
-  // Guards both lists (their heads, tails and the queue_next links of every
-  // item in them), detach_calls_, woken_count_, and all writes to size_. Taken
-  // only on overflow, on injection from non-workers and on a worker's periodic
-  // fairness check, so contention is low; Go uses sched.lock the same way.
+  // Guards both lists (and the queue_next links of every single item in
+  // them), detach_calls_, and all writes to size_. Taken only on overflow,
+  // on injection from non-workers and on a worker's periodic fairness
+  // check, so contention is low; Go uses sched.lock the same way.
   Mutex mutex_;
-  List woken_ GREEN_GUARDED_BY(mutex_);  // Items that have run before.
-  List fresh_ GREEN_GUARDED_BY(mutex_);  // Items that never ran.
+  BatchedFifo<T> woken_ GREEN_GUARDED_BY(mutex_);  // Items that have run.
+  BatchedFifo<T> fresh_ GREEN_GUARDED_BY(mutex_);  // Items that never ran.
   std::uint32_t detach_calls_ GREEN_GUARDED_BY(mutex_) = 0;
-  std::size_t woken_count_ GREEN_GUARDED_BY(mutex_) = 0;  // woken_'s length
-  // Written under mutex_, read without it (invariant 3).
+  // Written under mutex_, read without it (invariant 2).
   std::atomic<std::size_t> size_{0};
 };
 

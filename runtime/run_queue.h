@@ -75,7 +75,6 @@
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
-#include <type_traits>
 
 #include "runtime/global_queue.h"
 
@@ -181,6 +180,18 @@ class RunQueue {
       }
     }
     return nullptr;
+  }
+
+  // The item pop() would return now, left in place; nullptr if none. Owner
+  // only, and only a hint (for a prefetch): a thief may take it meanwhile,
+  // and it may even have finished and been freed by the time the caller
+  // looks, so the caller must not dereference it.
+  T* peek() const noexcept {
+    // relaxed (all): a hint; nothing is read through the pointer.
+    if (T* const next = next_.load(std::memory_order_relaxed)) return next;
+    const std::uint32_t head = head_.load(std::memory_order_relaxed);
+    if (head == tail_.load(std::memory_order_relaxed)) return nullptr;
+    return slots_[head & kMask].load(std::memory_order_relaxed);
   }
 
   // True if the ring (not counting the run-next slot) is empty. Owner
@@ -298,11 +309,11 @@ class RunQueue {
 
   // Owner only. The ring was full at `head`: claims its kHalf oldest items
   // and pushes them, then `item`, to `overflow`. False if a thief moved head_
-  // first (the ring then has room). Go's runqputslow.
+  // first (the ring then has room). Go's runqputslow, except that the batch
+  // travels as an array (GlobalQueue::push_array), not linked through the
+  // items: whoever takes it then reads no item.
   bool move_half_to(GlobalQueue<T>& overflow, T* item,
                     std::uint32_t head) noexcept {
-    static_assert(std::is_same_v<decltype(T::queue_next), T*>,
-                  "RunQueue<T> needs a member `T* queue_next`");
     // relaxed: only arbitrates with thieves. Unlike Go we read the slots after
     // the CAS: once claimed, only this thread writes them (invariant 2).
     if (!head_.compare_exchange_strong(head, head + kHalf,
@@ -310,17 +321,12 @@ class RunQueue {
                                        std::memory_order_relaxed)) {
       return false;
     }
-    // relaxed (loads below): this thread wrote these slots.
-    T* const first = slots_[head & kMask].load(std::memory_order_relaxed);
-    T* last = first;
-    for (std::uint32_t i = 1; i < kHalf; ++i) {
-      T* const item_i =
-          slots_[(head + i) & kMask].load(std::memory_order_relaxed);
-      last->queue_next = item_i;
-      last = item_i;
-    }
-    last->queue_next = item;
-    overflow.push_batch(first, item);
+    overflow.push_array(kHalf + 1, [this, item, head](std::size_t i) {
+      // relaxed: this thread wrote these slots.
+      return i < kHalf
+                 ? slots_[(head + i) & kMask].load(std::memory_order_relaxed)
+                 : item;
+    });
     return true;
   }
 

@@ -361,6 +361,9 @@ void Worker::run(Fiber* fiber) noexcept {
         });
     tsan_switch(tsan_fiber_);
   }
+  // The next green thread's control block may come from another core or
+  // from memory (a backlog of spawns): fetch it while this one runs.
+  if (Fiber* const next = run_queue_.peek()) Fiber::prefetch(next);
   current_ = fiber;
   set_running_stack(&fiber->stack_);
   // The exception state travels with the green thread (fiber.h). This
