@@ -85,7 +85,10 @@ class Fiber {
   void release() noexcept {
     // acq_rel: the last release must see every other owner's writes (the
     // acquire half) before it deletes; the others publish theirs (release).
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    if (refs_.load(std::memory_order_acquire) == 1 ||
+        refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      delete this;
+    }
   }
 
   // --- Parking; called only by the fiber itself, on its own stack. ---
@@ -228,6 +231,9 @@ class Fiber {
   boost::context::fiber entry(boost::context::fiber&& worker_context);
   // Marks the fiber finished and wakes joiners, kill waiters and links.
   void finish() noexcept;
+  // True if no other thread can reach this fiber now (finish() then needs
+  // no lock). Called only by the fiber itself.
+  bool reachable_only_by_us() const noexcept;
   // Switches back to the worker that resumed this fiber.
   void switch_to_worker() noexcept;
   // After an interrupt was raised, the next blocking point (or the end)

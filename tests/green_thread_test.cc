@@ -345,6 +345,61 @@ TEST_CASE("link runs callbacks at the end; unlink removes them",
   });
 }
 
+TEST_CASE("green threads end cleanly whoever holds them as they end",
+          "[green_thread]") {
+  // A green thread that nobody else can reach as it ends takes no lock in
+  // finish() (runtime/fiber.cc); one whose handle is dropped, copied,
+  // waited on or linked to at that very moment takes it. Each round races
+  // those against the end on another worker: every result must arrive,
+  // every link run once (TSan and ASan check the rest).
+  const std::size_t workers = GENERATE(2, 4);
+  std::atomic<int> ran{0};
+  std::atomic<int> linked{0};
+  int waited = 0;
+  green::run(
+      [&] {
+        constexpr int kRounds = 2000;
+        green::testing::Signal done;  // one post per green thread
+        for (int i = 0; i < kRounds; ++i) {
+          auto t = green::spawn([&ran, &done, i] {
+            ran.fetch_add(1, std::memory_order_relaxed);
+            done.post();
+            return i;
+          });
+          switch (i % 4) {
+            case 0:
+              break;  // dropped at once
+            case 1: {
+              auto copy = t;  // a second handle, dropped at once
+              break;
+            }
+            case 2:
+              waited += t.wait() == i;
+              break;
+            case 3:
+              t.link([&linked](green::GreenThread<int>) {
+                linked.fetch_add(1, std::memory_order_relaxed);
+              });
+              break;
+          }
+        }
+        // And spawn_n, with no handle at all.
+        for (int i = 0; i < kRounds; ++i) {
+          green::spawn_n([&done, &ran] {
+            ran.fetch_add(1, std::memory_order_relaxed);
+            done.post();
+          });
+        }
+        for (int i = 0; i < 2 * kRounds; ++i) done.wait();
+      },
+      with_workers(workers));
+  // All posted before main ended; run() then let them end (their links
+  // included: a link does not block, so no shutdown kill can cut it).
+  CHECK(ran.load() == 4000);
+  CHECK(waited == 500);
+  CHECK(linked.load() == 500);
+}
+
 TEST_CASE("green::local is per green thread", "[green_thread]") {
   static green::local<std::string> name;
   green::run(
