@@ -5,6 +5,7 @@
 
 #include <tbb/scalable_allocator.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 #include <new>
@@ -20,7 +21,14 @@
 namespace green::detail {
 
 Fiber::Fiber(Scheduler& scheduler, std::uint64_t id, std::size_t stack_size)
-    : scheduler_(&scheduler), id_(id), stack_size_(stack_size) {}
+    : scheduler_(&scheduler),
+      id_(id),
+      // Saturated: anything above 4 GiB is above kMaxStackSize as well, and
+      // the stack pool refuses it (an exception from the green thread).
+      stack_size_(static_cast<std::uint32_t>(
+          std::min<std::size_t>(stack_size, UINT32_MAX))) {
+  static_assert(kMaxStackSize < UINT32_MAX, "stack sizes fit 32 bits");
+}
 
 Fiber::~Fiber() = default;
 
@@ -401,18 +409,15 @@ void Fiber::finish() noexcept GREEN_NO_THREAD_SAFETY_ANALYSIS {
 void Fiber::switch_to_worker() noexcept {
   Worker* worker = current_worker();
   tsan_switch(worker->tsan_fiber());
-  asan_start_switch(&asan_fake_stack_, asan_worker_stack_bottom_,
-                    asan_worker_stack_size_);
+  asan_start_switch_to_worker(annotations_, /*ending=*/false);
   worker_context_ = std::move(worker_context_).resume();
   // Possibly on another worker now: learn its stack for the next switch.
-  asan_finish_switch(asan_fake_stack_, &asan_worker_stack_bottom_,
-                     &asan_worker_stack_size_);
+  asan_finish_switch_from_worker(annotations_, /*first=*/false);
 }
 
 boost::context::fiber Fiber::entry(boost::context::fiber&& worker_context) {
   worker_context_ = std::move(worker_context);
-  asan_finish_switch(nullptr, &asan_worker_stack_bottom_,
-                     &asan_worker_stack_size_);
+  asan_finish_switch_from_worker(annotations_, /*first=*/true);
   try {
     if (start_delay_.count() > 0) {
       const std::uint32_t epoch = begin_park();
@@ -439,8 +444,7 @@ boost::context::fiber Fiber::entry(boost::context::fiber&& worker_context) {
   // run() and fiber_entry unwinding onto fiber_exit), and TSan must pop
   // them from this fiber's shadow stack, not the worker's. The worker
   // switches TSan back as soon as resume() returns (Worker::run).
-  asan_start_switch(nullptr, asan_worker_stack_bottom_,
-                    asan_worker_stack_size_);
+  asan_start_switch_to_worker(annotations_, /*ending=*/true);
   return std::move(worker_context_);
 }
 

@@ -50,6 +50,7 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/sanitizer_hooks.h"
 #include "runtime/spin_lock.h"
 #include "runtime/stack_pool.h"
 #include "runtime/thread_annotations.h"
@@ -245,13 +246,24 @@ class Fiber {
   bool post_interrupt(std::exception_ptr exception, bool is_kill,
                       bool only_if_not_started) GREEN_REQUIRES(lock_);
 
+  // Laid out so that the fields every run touches come first and small
+  // ones share words: with no padding left, a control block plus a small
+  // closure fits oneTBB's 256-byte size class (it took 320 before), which
+  // is a fifth less memory to fault in and to move between cores.
   Scheduler* const scheduler_;
   const std::uint64_t id_;
-  const std::size_t stack_size_;  // 0: the pool's default
-
+  const std::uint32_t stack_size_;  // 0: the pool's default
+  std::atomic<int> refs_{1};        // the scheduler's, until finish
   std::atomic<std::uint64_t> state_{kRunning};
-  std::atomic<int> refs_{1};  // the scheduler's, until finish
   std::atomic<bool> finished_{false};
+  // Touched only by the fiber itself.
+  bool interrupt_raised_ = false;  // release kill waiters at next park/end
+  bool registered_ = false;        // in the scheduler's registry
+  SpinLock lock_;
+  bool interrupt_is_kill_ GREEN_GUARDED_BY(lock_) = false;
+  // The function has ended and its result is stored; links may be running
+  // (finished_ is set after them).
+  bool result_ready_ GREEN_GUARDED_BY(lock_) = false;
 
  public:
   // Intrusive links: run queues and the scheduler's registry of live
@@ -278,30 +290,20 @@ class Fiber {
     unsigned int uncaught_exceptions = 0;
   };
   ExceptionState exception_state_;
-  // Sanitizer bookkeeping for the switch annotations (sanitizer_hooks.h).
-  void* tsan_fiber_ = nullptr;
-  void* asan_fake_stack_ = nullptr;
-  const void* asan_worker_stack_bottom_ = nullptr;
-  std::size_t asan_worker_stack_size_ = 0;
+  // Sanitizer bookkeeping for the switch annotations (sanitizer_hooks.h);
+  // no bytes at all in a plain build.
+  [[no_unique_address]] FiberAnnotations annotations_;
 
-  // Touched only by the fiber itself.
-  bool interrupt_raised_ = false;  // release kill waiters at next park/end
-  bool registered_ = false;        // in the scheduler's registry
   void register_for_shutdown();
-  std::chrono::nanoseconds start_delay_{0};
-  std::unique_ptr<LocalStorage> locals_;
+  std::chrono::nanoseconds start_delay_{0};  // touched by the fiber only
+  std::unique_ptr<LocalStorage> locals_;     // touched by the fiber only
 
-  SpinLock lock_;
   std::exception_ptr interrupt_ GREEN_GUARDED_BY(lock_);
-  bool interrupt_is_kill_ GREEN_GUARDED_BY(lock_) = false;
   WaitList joiners_ GREEN_GUARDED_BY(lock_);
   WaitList kill_waiters_ GREEN_GUARDED_BY(lock_);
   std::vector<std::pair<LinkId, std::function<void()>>> links_
       GREEN_GUARDED_BY(lock_);
   LinkId next_link_id_ GREEN_GUARDED_BY(lock_) = 1;
-  // The function has ended and its result is stored; links may be running
-  // (finished_ is set after them).
-  bool result_ready_ GREEN_GUARDED_BY(lock_) = false;
 };
 
 // A counted reference to a Fiber.

@@ -96,6 +96,69 @@ inline void asan_finish_switch(void* fake_stack_save, const void** old_bottom,
 #endif
 }
 
+// What the annotations remember per green thread (runtime/fiber.h holds
+// one). Empty in a plain build, where [[no_unique_address]] makes it free:
+// the control block is 32 bytes smaller, which is a tenth of its memory.
+struct FiberAnnotations {
+#if defined(GREEN_TSAN) || defined(GREEN_ASAN)
+  void* tsan_fiber = nullptr;
+  void* asan_fake_stack = nullptr;
+  const void* asan_worker_stack_bottom = nullptr;
+  std::size_t asan_worker_stack_size = 0;
+#endif
+};
+
+// The same hooks, for a green thread's side of the switch.
+inline void tsan_create_fiber(FiberAnnotations& fiber) noexcept {
+#if defined(GREEN_TSAN)
+  fiber.tsan_fiber = tsan_create_fiber();
+#else
+  (void)fiber;
+#endif
+}
+
+inline void tsan_switch(FiberAnnotations& fiber) noexcept {
+#if defined(GREEN_TSAN)
+  tsan_switch(fiber.tsan_fiber);
+#else
+  (void)fiber;
+#endif
+}
+
+inline void tsan_destroy_fiber(FiberAnnotations& fiber) noexcept {
+#if defined(GREEN_TSAN)
+  tsan_destroy_fiber(fiber.tsan_fiber);
+  fiber.tsan_fiber = nullptr;
+#else
+  (void)fiber;
+#endif
+}
+
+// The green thread switches to its worker; `ending`: for the last time.
+inline void asan_start_switch_to_worker(FiberAnnotations& fiber,
+                                        bool ending) noexcept {
+#if defined(GREEN_ASAN)
+  asan_start_switch(ending ? nullptr : &fiber.asan_fake_stack,
+                    fiber.asan_worker_stack_bottom,
+                    fiber.asan_worker_stack_size);
+#else
+  (void)fiber, (void)ending;
+#endif
+}
+
+// The green thread runs again, maybe on another worker: learn that
+// worker's stack for the next switch. `first`: its first run.
+inline void asan_finish_switch_from_worker(FiberAnnotations& fiber,
+                                           bool first) noexcept {
+#if defined(GREEN_ASAN)
+  asan_finish_switch(first ? nullptr : fiber.asan_fake_stack,
+                     &fiber.asan_worker_stack_bottom,
+                     &fiber.asan_worker_stack_size);
+#else
+  (void)fiber, (void)first;
+#endif
+}
+
 }  // namespace green::detail
 
 #endif  // GREEN_RUNTIME_SANITIZER_HOOKS_H_

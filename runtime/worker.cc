@@ -346,10 +346,10 @@ void Worker::run(Fiber* fiber) noexcept {
       return;
     }
     Stack& stack = fiber->stack_;
-    fiber->tsan_fiber_ = tsan_create_fiber();
+    tsan_create_fiber(fiber->annotations_);
     // Boost.Context jumps onto the new stack once while creating the
     // fiber; tell TSan whose stack that is.
-    tsan_switch(fiber->tsan_fiber_);
+    tsan_switch(fiber->annotations_);
     fiber->context_ = boost::context::fiber(
         std::allocator_arg,
         boost::context::preallocated(
@@ -372,7 +372,7 @@ void Worker::run(Fiber* fiber) noexcept {
   Fiber::ExceptionState* const exceptions = exceptions_;
   const Fiber::ExceptionState worker_exceptions = *exceptions;
   *exceptions = fiber->exception_state_;
-  tsan_switch(fiber->tsan_fiber_);
+  tsan_switch(fiber->annotations_);
   asan_start_switch(&asan_fake_stack_, fiber->stack_.limit, fiber->stack_.size);
   boost::context::fiber back = std::move(fiber->context_).resume();
   asan_finish_switch(asan_fake_stack_, nullptr, nullptr);
@@ -388,7 +388,7 @@ void Worker::run(Fiber* fiber) noexcept {
   switch (after_switch_) {
     case AfterSwitch::kFinish:
       tsan_switch(tsan_fiber_);  // see the end of Fiber::entry
-      tsan_destroy_fiber(fiber->tsan_fiber_);
+      tsan_destroy_fiber(fiber->annotations_);
       fiber->release();  // the scheduler's reference
       return;
     case AfterSwitch::kYield:

@@ -400,6 +400,21 @@ TEST_CASE("green threads end cleanly whoever holds them as they end",
   CHECK(linked.load() == 500);
 }
 
+TEST_CASE("a stack size beyond the limit fails that green thread only",
+          "[green_thread]") {
+  // 8 GiB does not fit the control block's 32-bit field: it must still be
+  // refused as too large, not wrap around to a size that would pass.
+  green::run([] {
+    for (const std::size_t size :
+         {std::size_t{8} << 30, (std::size_t{4} << 30) + (64 << 10)}) {
+      auto t = green::spawn(green::SpawnOptions{.stack_size = size},
+                            [] { return 1; });
+      CHECK_THROWS_AS(t.wait(), std::invalid_argument);
+    }
+    CHECK(green::spawn([] { return 2; }).wait() == 2);
+  });
+}
+
 TEST_CASE("green::local is per green thread", "[green_thread]") {
   static green::local<std::string> name;
   green::run(
