@@ -37,16 +37,25 @@ void* Fiber::operator new(std::size_t size) {
   // The sanitizers see malloc, not oneTBB's pools: keep their checks.
   return ::operator new(size);
 #else
+  if (Worker* worker = current_worker()) {
+    return worker->block_cache().allocate(size);
+  }
   if (void* pointer = scalable_malloc(size)) return pointer;
   throw std::bad_alloc();
 #endif
 }
 
-void Fiber::operator delete(void* pointer) noexcept {
+void Fiber::operator delete(void* pointer, std::size_t size) noexcept {
 #if defined(GREEN_ASAN) || defined(GREEN_TSAN)
   ::operator delete(pointer);
+  (void)size;
 #else
-  scalable_free(pointer);
+  // Any block may go straight back to oneTBB (block_cache.h, invariant 1).
+  if (Worker* worker = current_worker()) {
+    worker->block_cache().deallocate(pointer, size);
+  } else {
+    scalable_free(pointer);
+  }
 #endif
 }
 

@@ -173,12 +173,15 @@ class Fiber {
     }
   }
 
-  // Control blocks come from oneTBB's scalable allocator: a green thread is
-  // often spawned on one worker and freed on another, and glibc then takes
-  // the allocating arena's lock to free it (30% of spawn-join's samples at
-  // two workers). Derived classes (TaskImpl, DetachedTask) inherit these.
+  // Control blocks come from the worker's BlockCache (block_cache.h) in
+  // front of oneTBB's scalable allocator: a green thread is often spawned
+  // on one worker and freed on another, and glibc then takes the
+  // allocating arena's lock to free it (30% of spawn-join's samples at two
+  // workers), oneTBB a cache miss per block. Derived classes (TaskImpl,
+  // DetachedTask) inherit these; the destructor is virtual, so `size` is
+  // the whole object's.
   static void* operator new(std::size_t size);
-  static void operator delete(void* pointer) noexcept;
+  static void operator delete(void* pointer, std::size_t size) noexcept;
 
  protected:
   Fiber(Scheduler& scheduler, std::uint64_t id, std::size_t stack_size);

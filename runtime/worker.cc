@@ -78,6 +78,9 @@ void Worker::start() {
     install_overflow_handler();
     loop();
     stack_pool_.reset();
+    // Control blocks freed from now on (by handles that outlive the
+    // runtime) go straight to oneTBB: this thread is no worker any more.
+    block_cache_.flush();
     tls_worker = nullptr;
   });
 }

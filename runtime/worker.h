@@ -43,6 +43,7 @@
 #include <random>
 #include <thread>
 
+#include "runtime/block_cache.h"
 #include "runtime/fiber.h"
 #include "runtime/run_queue.h"
 #include "runtime/stack_pool.h"
@@ -70,6 +71,8 @@ class Worker {
   // --- Called only on this worker's thread. ---
   Fiber* current_fiber() const noexcept { return current_; }
   StackPool& stack_pool() noexcept { return *stack_pool_; }
+  // Control blocks freed and allocated on this worker (block_cache.h).
+  BlockCache& block_cache() noexcept { return block_cache_; }
   // Deadlines of green threads parked here (park_until).
   TimerHeap& timers() noexcept { return timers_; }
   // Makes `fiber` runnable here. `as_next`: the run-next slot (a message
@@ -167,6 +170,7 @@ class Worker {
   RunQueue<Fiber> run_queue_;
   TimerHeap timers_;
   std::unique_ptr<StackPool> stack_pool_;  // created on the worker thread
+  BlockCache block_cache_;                 // used on the worker thread only
   std::thread thread_;
 
   // Owner-only state.
