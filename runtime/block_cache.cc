@@ -141,6 +141,13 @@ void* BlockCache::allocate(std::size_t size) {
   throw std::bad_alloc();
 }
 
+void* BlockCache::allocate_uncached(std::size_t size) {
+  const std::size_t size_class = class_of(size);
+  if (size_class < kClasses) size = class_size(size_class);
+  if (void* block = scalable_malloc(size)) return block;
+  throw std::bad_alloc();
+}
+
 void BlockCache::deallocate(void* block, std::size_t size) noexcept {
   const std::size_t size_class = class_of(size);
   if (size_class >= kClasses) {

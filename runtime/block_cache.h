@@ -24,10 +24,12 @@
 //
 // Invariants
 // ----------
-//   1. Every block, cached or not, is a oneTBB block of at least its class
-//      size (class_size()), so any thread may free any block with
-//      scalable_free: non-workers, and workers whose magazine has no room
-//      and whose Depot is full, do exactly that.
+//   1. Every block of a cacheable size, cached or not, is a oneTBB block of
+//      at least its class size (class_size()): threads without a cache
+//      allocate with allocate_uncached(), which rounds up the same way, so
+//      a block they allocate may be cached when a worker frees it. Any
+//      thread may free any block with scalable_free: non-workers, and
+//      workers whose magazine has no room and whose Depot is full, do.
 //   2. A magazine is owned by exactly one worker or by the Depot; the Depot
 //      passes magazines under its lock, whose acquire/release also makes the
 //      blocks' last contents (the freeing worker's writes) visible.
@@ -72,6 +74,11 @@ class BlockCache {
   void deallocate(void* block, std::size_t size) noexcept;
   // Gives every magazine back; the cache stays usable.
   void flush() noexcept;
+
+  // For threads without a cache: a oneTBB block that a cache may take in
+  // later (rounded up to its class size, invariant 1). Throws
+  // std::bad_alloc. Free it with scalable_free or any cache's deallocate().
+  static void* allocate_uncached(std::size_t size);
 
  private:
   std::array<Magazine*, kClasses> magazines_{};

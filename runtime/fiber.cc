@@ -40,8 +40,9 @@ void* Fiber::operator new(std::size_t size) {
   if (Worker* worker = current_worker()) {
     return worker->block_cache().allocate(size);
   }
-  if (void* pointer = scalable_malloc(size)) return pointer;
-  throw std::bad_alloc();
+  // Spawned from a plain thread: a worker may cache the block when it
+  // frees it, so it must have its class's full size.
+  return BlockCache::allocate_uncached(size);
 #endif
 }
 

@@ -5,6 +5,8 @@
 // only blocks it freed itself.
 #include "runtime/block_cache.h"
 
+#include <tbb/scalable_allocator.h>
+
 #include <algorithm>
 #include <cstring>
 #include <mutex>
@@ -37,6 +39,20 @@ TEST_CASE("BlockCache reuses the block freed last, within a size class",
   std::memset(big, 0, BlockCache::kMaxCachedSize + 1);
   cache.deallocate(big, BlockCache::kMaxCachedSize + 1);
   cache.flush();
+}
+
+TEST_CASE("A block allocated without a cache serves its whole class later",
+          "[block_cache]") {
+  // A green thread spawned from a plain thread is allocated there and
+  // freed on a worker, into that worker's magazine; the block must then
+  // be big enough for any request of its class.
+  void* block = BlockCache::allocate_uncached(130);  // class 129-192
+  CHECK(scalable_msize(block) >= 192);
+  BlockCache cache;
+  cache.deallocate(block, 130);
+  void* reused = cache.allocate(192);
+  CHECK(reused == block);
+  cache.deallocate(reused, 192);
 }
 
 TEST_CASE("Blocks freed on one thread are allocated on another, bounded",
