@@ -182,16 +182,22 @@ class RunQueue {
     return nullptr;
   }
 
-  // The item pop() would return now, left in place; nullptr if none. Owner
-  // only, and only a hint (for a prefetch): a thief may take it meanwhile,
-  // and it may even have finished and been freed by the time the caller
-  // looks, so the caller must not dereference it.
-  T* peek() const noexcept {
+  // The item pop() would return after `ahead` more pops (0: the next one),
+  // left in place, for a prefetch; nullptr if there is none. Counts the
+  // run-next slot first, as pop() does. Owner only, and only a hint: a
+  // thief may take the item meanwhile, and it may even have finished and
+  // been freed by the time the caller looks, so the caller must not
+  // dereference it.
+  T* peek(std::uint32_t ahead = 0) const noexcept {
     // relaxed (all): a hint; nothing is read through the pointer.
-    if (T* const next = next_.load(std::memory_order_relaxed)) return next;
+    if (T* const next = next_.load(std::memory_order_relaxed)) {
+      if (ahead == 0) return next;
+      --ahead;
+    }
     const std::uint32_t head = head_.load(std::memory_order_relaxed);
-    if (head == tail_.load(std::memory_order_relaxed)) return nullptr;
-    return slots_[head & kMask].load(std::memory_order_relaxed);
+    const std::uint32_t size = tail_.load(std::memory_order_relaxed) - head;
+    if (size <= ahead || size > Capacity) return nullptr;
+    return slots_[(head + ahead) & kMask].load(std::memory_order_relaxed);
   }
 
   // True if the ring (not counting the run-next slot) is empty. Owner

@@ -85,6 +85,25 @@ TEST_CASE("RunQueue prefers the run-next slot", "[run_queue]") {
   CHECK(drain(queue) == std::vector<int>{2, 0, 1});
 }
 
+TEST_CASE("peek shows what the next pops will return, in pop order",
+          "[run_queue]") {
+  Global global;
+  Ring queue;
+  auto items = make_items(3);
+  CHECK(queue.peek(0) == nullptr);
+  queue.push_back(&items[0], global);
+  queue.push_back(&items[1], global);
+  CHECK(queue.peek(0) == &items[0]);
+  CHECK(queue.peek(1) == &items[1]);
+  CHECK(queue.peek(2) == nullptr);
+  queue.push_next(&items[2], global);  // the run-next slot comes first
+  for (std::uint32_t ahead = 0; ahead < 4; ++ahead) {
+    Item* const expected = ahead < 3 ? &items[(ahead + 2) % 3] : nullptr;
+    CHECK(queue.peek(ahead) == expected);
+  }
+  CHECK(drain(queue) == std::vector<int>{2, 0, 1});  // peek took nothing
+}
+
 TEST_CASE("push_next displaces the previous run-next to the back",
           "[run_queue]") {
   Global global;
