@@ -11,7 +11,40 @@
 #include "runtime/spin_lock.h"
 #include "runtime/thread_annotations.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define GREEN_BLOCK_CACHE_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define GREEN_BLOCK_CACHE_TSAN 1
+#endif
+#endif
+#if defined(GREEN_BLOCK_CACHE_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
+
 namespace green::detail {
+
+namespace {
+
+// oneTBB is not instrumented: a block one thread frees and another gets
+// back from scalable_malloc would look, to ThreadSanitizer, like memory
+// shared with no synchronisation (oneTBB's own atomics order it). Say so.
+void* tbb_malloc(std::size_t size) noexcept {
+  void* block = scalable_malloc(size);
+#if defined(GREEN_BLOCK_CACHE_TSAN)
+  if (block) __tsan_acquire(block);
+#endif
+  return block;
+}
+
+void tbb_free(void* block) noexcept {
+#if defined(GREEN_BLOCK_CACHE_TSAN)
+  __tsan_release(block);
+#endif
+  scalable_free(block);
+}
+
+}  // namespace
 
 struct Magazine {
   Magazine* next = nullptr;  // in a Depot stack
@@ -30,24 +63,26 @@ constexpr std::size_t class_size(std::size_t size_class) noexcept {
 }
 
 Magazine* new_magazine() noexcept {
-  void* memory = scalable_malloc(sizeof(Magazine));
+  void* memory = tbb_malloc(sizeof(Magazine));
   return memory ? new (memory) Magazine : nullptr;
 }
 
 void free_magazine(Magazine* magazine) noexcept {
   for (std::uint32_t i = 0; i < magazine->count; ++i) {
-    scalable_free(magazine->blocks[i]);
+    tbb_free(magazine->blocks[i]);
   }
-  scalable_free(magazine);
+  tbb_free(magazine);
 }
 
 // Magazines in transit between workers, per size class (invariant 3).
 class Depot {
  public:
   static Depot& instance() noexcept {
-    // Never destroyed: a worker may flush into it during static
-    // destruction, and what it holds stays reachable until exit.
-    static Depot* const depot = new Depot;
+    // Built in static storage, never destroyed: a worker may flush into it
+    // during static destruction, and what it holds stays reachable until
+    // exit. No allocation, so first use cannot fail.
+    alignas(Depot) static unsigned char storage[sizeof(Depot)];
+    static Depot* const depot = new (storage) Depot;
     return *depot;
   }
 
@@ -69,7 +104,8 @@ class Depot {
     Magazine* head = nullptr;
     std::size_t count = 0;
   };
-  class Class {
+  // Own cache lines: workers allocating in one class do not slow another.
+  class alignas(64) Class {
    public:
     Magazine* take(bool full) noexcept GREEN_EXCLUDES(lock_) {
       // A worker that allocates faster than others free (a spawn storm)
@@ -137,21 +173,21 @@ void* BlockCache::allocate(std::size_t size) {
     }
     size = class_size(size_class);  // cacheable once freed (invariant 1)
   }
-  if (void* block = scalable_malloc(size)) return block;
+  if (void* block = tbb_malloc(size)) return block;
   throw std::bad_alloc();
 }
 
 void* BlockCache::allocate_uncached(std::size_t size) {
   const std::size_t size_class = class_of(size);
   if (size_class < kClasses) size = class_size(size_class);
-  if (void* block = scalable_malloc(size)) return block;
+  if (void* block = tbb_malloc(size)) return block;
   throw std::bad_alloc();
 }
 
 void BlockCache::deallocate(void* block, std::size_t size) noexcept {
   const std::size_t size_class = class_of(size);
   if (size_class >= kClasses) {
-    scalable_free(block);
+    tbb_free(block);
     return;
   }
   Magazine*& magazine = magazines_[size_class];
@@ -163,13 +199,13 @@ void BlockCache::deallocate(void* block, std::size_t size) noexcept {
       // The Depot is full: nobody needs blocks of this class now. Give
       // this magazine's blocks back to oneTBB and start it over.
       for (std::uint32_t i = 0; i < magazine->count; ++i) {
-        scalable_free(magazine->blocks[i]);
+        tbb_free(magazine->blocks[i]);
       }
       magazine->count = 0;
     }
   }
   if (magazine == nullptr && (magazine = new_magazine()) == nullptr) {
-    scalable_free(block);  // no memory for a magazine: do without
+    tbb_free(block);  // no memory for a magazine: do without
     return;
   }
   magazine->blocks[magazine->count++] = block;

@@ -30,10 +30,10 @@ TEST_CASE("BlockCache reuses the block freed last, within a size class",
   std::memset(first, 0xab, 256);  // the whole class: 193-256 bytes
   cache.deallocate(first, 200);
   CHECK(cache.allocate(250) == first);  // same class, most recent first
-  void* other_class = cache.allocate(100);
+  cache.deallocate(first, 250);
+  void* other_class = cache.allocate(100);  // 65-128: not that block
   CHECK(other_class != first);
   cache.deallocate(other_class, 100);
-  cache.deallocate(first, 250);
   // Beyond the largest class: straight to oneTBB and back.
   void* big = cache.allocate(BlockCache::kMaxCachedSize + 1);
   std::memset(big, 0, BlockCache::kMaxCachedSize + 1);
@@ -89,13 +89,6 @@ TEST_CASE("Blocks freed on one thread are allocated on another, bounded",
   std::vector<void*> expected(blocks.rend() - kDepotBlocks, blocks.rend());
   CHECK(std::vector<void*>(again.begin(), again.begin() + kDepotBlocks) ==
         expected);
-  std::size_t reused_beyond = 0;
-  for (std::size_t i = kDepotBlocks; i < again.size(); ++i) {
-    reused_beyond += freed.count(again[i]) &&
-                     std::find(again.begin(), again.begin() + kDepotBlocks,
-                               again[i]) == again.begin() + kDepotBlocks;
-  }
-  CHECK(reused_beyond <= kPerMagazine);  // whatever oneTBB gives back
 }
 
 TEST_CASE("Two threads hand blocks to each other without losing one",
@@ -110,7 +103,7 @@ TEST_CASE("Two threads hand blocks to each other without losing one",
   auto run = [&mutex](std::vector<std::pair<void*, int>>& out,
                       std::vector<std::pair<void*, int>>& in, int& checked,
                       int seed) {
-    BlockCache cache;  // flushes into the Depot as it goes
+    BlockCache cache;  // trades magazines with the Depot as it goes
     for (int i = 0; i < kRounds; ++i) {
       void* block = cache.allocate(96);
       const int tag = seed + i;
