@@ -60,6 +60,28 @@ void Fiber::operator delete(void* pointer, std::size_t size) noexcept {
 #endif
 }
 
+void* Fiber::operator new(std::size_t size, std::align_val_t alignment) {
+#if defined(GREEN_ASAN) || defined(GREEN_TSAN)
+  return ::operator new(size, alignment);
+#else
+  if (void* pointer =
+          scalable_aligned_malloc(size, static_cast<std::size_t>(alignment))) {
+    return pointer;
+  }
+  throw std::bad_alloc();
+#endif
+}
+
+void Fiber::operator delete(void* pointer, std::size_t size,
+                            std::align_val_t alignment) noexcept {
+#if defined(GREEN_ASAN) || defined(GREEN_TSAN)
+  ::operator delete(pointer, size, alignment);
+#else
+  (void)size, (void)alignment;
+  scalable_aligned_free(pointer);
+#endif
+}
+
 LocalStorage& Fiber::locals() {
   if (!locals_) locals_ = std::make_unique<LocalStorage>();
   return *locals_;

@@ -47,6 +47,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -182,6 +183,11 @@ class Fiber {
   // the whole object's.
   static void* operator new(std::size_t size);
   static void operator delete(void* pointer, std::size_t size) noexcept;
+  // A function whose captures need more than the default alignment (an
+  // alignas(64) member, say): aligned oneTBB blocks, not cached.
+  static void* operator new(std::size_t size, std::align_val_t alignment);
+  static void operator delete(void* pointer, std::size_t size,
+                              std::align_val_t alignment) noexcept;
 
  protected:
   Fiber(Scheduler& scheduler, std::uint64_t id, std::size_t stack_size);
