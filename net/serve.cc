@@ -219,6 +219,14 @@ class ClientTicket {
     HandlerNode node;
     node.fiber = rt::current_fiber();
     if (!state_->link(node)) return;
+    // Unlinked however run() ends: the report hook may block and be killed
+    // (GreenletExit), and a node left linked would be a pointer into a
+    // stack that the next green thread reuses.
+    struct Unlink {
+      ServeState& state;
+      HandlerNode& node;
+      ~Unlink() { state.unlink(node); }
+    } unlink{*state_, node};
     bool stop = false;
     std::exception_ptr failure;
     try {
@@ -233,7 +241,6 @@ class ClientTicket {
     // Outside the handlers: the report hook may block (see serve_loop).
     if (stop) state_->stop(ServeState::Stop::kStopServe, nullptr);
     if (failure) handler_failed(std::move(failure));
-    state_->unlink(node);
   }
 
  private:

@@ -360,6 +360,47 @@ TEST_CASE("killing serve() kills its handlers before it returns",
   REQUIRE(ended_when_serve_returned == 5);
 }
 
+TEST_CASE("a report hook blocked when serve() is killed dies with it",
+          "[net][serve]") {
+  // The hook runs on the failing handler's green thread and may block;
+  // killing serve() kills it there, and the handler leaves serve's list
+  // of running handlers all the same (a second kill of another serve on
+  // the same runtime then walks only live ones).
+  std::atomic<int> hooks_killed{0};
+  green::run(
+      [&] {
+        net::Listener listener = loopback_listener();
+        const net::Endpoint address = listener.local_endpoint();
+        for (int round = 0; round < 2; ++round) {
+          green::testing::Signal in_hook;
+          auto server = green::spawn([&] {
+            net::ServeOptions options;
+            options.handler_errors = net::HandlerErrors::kReport;
+            options.report = [&](std::exception_ptr, const std::string&) {
+              in_hook.post();
+              try {
+                green::sleep(std::chrono::hours(1));
+              } catch (const green::GreenletExit&) {
+                hooks_killed.fetch_add(1);
+                throw;
+              }
+            };
+            net::serve(
+                listener,
+                [](net::TcpSocket&) { throw std::runtime_error("fails"); },
+                options);
+          });
+          std::vector<net::TcpSocket> clients;
+          for (int i = 0; i < 3; ++i) clients.push_back(net::connect(address));
+          for (int i = 0; i < 3; ++i) in_hook.wait();
+          server.kill();
+          CHECK_THROWS_AS(server.wait(), green::GreenletExit);
+        }
+      },
+      with_workers(2));
+  CHECK(hooks_killed.load() == 6);
+}
+
 TEST_CASE("green::Timeout around serve() stops it the same way",
           "[net][serve]") {
   bool timed_out = false;
