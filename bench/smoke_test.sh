@@ -12,8 +12,8 @@ mkdir -p "$out"
 "$compare" --smoke --out "$out" --cache-dir "${TEST_TMPDIR}/cache"
 
 # The driver exits non-zero on any failed or wrong run; check that the
-# JSON and SVG came out and name every workload the issue asks for.
-for name in yield spawn-join skynet ping-pong fan-in timers idle-memory \
+# JSON and SVG came out and name every workload (the issue's and timeout).
+for name in yield spawn-join skynet ping-pong fan-in timers idle-memory timeout \
     echo-50 echo-1000 tls-echo; do
   grep -q "\"name\": \"$name\"" "$out/smoke.json" ||
     { echo "smoke.json lacks $name" >&2; exit 1; }

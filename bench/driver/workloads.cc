@@ -20,6 +20,8 @@ struct Sizes {
   long timers;          // sleepers
   long timer_max_ms;    // longest sleep
   long idle;            // parked green threads
+  long timeouts;        // timeouts armed and cancelled
+  long timeout_fires;   // timeouts that fire
   double echo_seconds;  // measured window of each echo run
   long echo_small;      // connections
   long echo_large;
@@ -30,15 +32,15 @@ struct Sizes {
 // the kernel's), not from the window; 5 runs x 2 servers x 4 echo rows of
 // 3 s keep the full run near ten minutes.
 constexpr Sizes kFullSizes = {
-    2'000'000, 1'000'000, 1'000'000, 1'000'000, 1'000'000, 4,    1024,
-    1'000'000, 100,       1'000'000, 3.0,       50,        1000, 50};
-constexpr Sizes kQuickSizes = {500'000, 300'000, 100'000, 200'000, 200'000,
-                               4,       1024,    50'000,  100,     50'000,
-                               0.5,     50,      1000,    50};
+    2'000'000, 1'000'000, 1'000'000, 1'000'000, 1'000'000, 4,  1024, 1'000'000,
+    100,       1'000'000, 1'000'000, 20'000,    3.0,       50, 1000, 50};
+constexpr Sizes kQuickSizes = {
+    500'000, 300'000, 100'000, 200'000, 200'000, 4,  1024, 50'000,
+    100,     50'000,  200'000, 5'000,   0.5,     50, 1000, 50};
 // Smoke keeps the echo connection counts (the rows' names carry them):
 // setting up 1,000 loopback connections takes well under a second.
-constexpr Sizes kSmokeSizes = {1000, 2000, 1000, 1000, 1000, 4,    16,
-                               1000, 10,   1000, 0.3,  50,   1000, 5};
+constexpr Sizes kSmokeSizes = {1000, 2000, 1000, 1000, 1000, 4,  16,   1000,
+                               10,   1000, 1000, 100,  0.3,  50, 1000, 5};
 
 std::string str(long v) { return std::to_string(v); }
 
@@ -211,6 +213,21 @@ std::vector<Workload> make_suite(const SuiteConfig& config) {
       "idle-memory", n, {"-n", str(s.idle)}, double(s.idle),
       main_metric("idle-memory", "bytes/thread", false, Target{"<=", 2.0}),
       str(s.idle) + " green threads parked on a channel: RSS growth each"));
+  Workload timeout = program(
+      "timeout", 1, {"-n", str(s.timeouts), "-fires", str(s.timeout_fires)},
+      double(s.timeouts + s.timeout_fires),
+      main_metric("timeout", "ns/arm+cancel", false),
+      "a 1 s timeout armed around a step that does not block and cancelled, " +
+          str(s.timeouts) + " times; then " + str(s.timeout_fires) +
+          " timeouts of 1 us that fire on a green thread waiting on an empty "
+          "channel (Go: context.WithTimeout)");
+  timeout.metrics.push_back(
+      Metric{"timeout:fired", "fired_ns", "ns/fired timeout", false, {}});
+  timeout.available[static_cast<int>(Impl::kBoostFiber)] = false;
+  timeout.missing_note[static_cast<int>(Impl::kBoostFiber)] =
+      "not measured: Boost.Fiber has timed waits (wait_for) but no timeout "
+      "that interrupts a fiber wherever it blocks";
+  suite.push_back(std::move(timeout));
   suite.push_back(
       echo(s, config, "echo-" + str(s.echo_small), s.echo_small, false, false));
   suite.push_back(

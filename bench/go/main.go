@@ -31,6 +31,7 @@ var workloads = map[string]workload{
 	"fan-in":      fanInBench,
 	"timers":      timersBench,
 	"idle-memory": idleMemoryBench,
+	"timeout":     timeoutBench,
 	"echo-server": echoServer,
 }
 

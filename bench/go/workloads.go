@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -205,4 +206,43 @@ func idleMemoryBench(args []string) (map[string]float64, error) {
 		"value":    (after - before) / float64(*n),
 		"check":    float64(got),
 		"total_mb": (after - before) / (1 << 20)}, nil
+}
+
+// timeout: context.WithTimeout, Go's way to bound a blocking step (greenrt:
+// green::Timeout). value: ns to arm a 1-second deadline around a step that
+// does not block and cancel it. fired_ns: ns per 1 us deadline that expires
+// while the goroutine waits on an empty channel, until it sees ctx.Done().
+func timeoutBench(args []string) (map[string]float64, error) {
+	fs, workers := newFlags("timeout")
+	n := fs.Int64("n", 1000000, "deadlines armed and cancelled")
+	fires := fs.Int64("fires", 10000, "deadlines that expire")
+	parse(fs, workers, args)
+	background := context.Background()
+	var steps int64
+	start := time.Now()
+	for i := int64(0); i < *n; i++ {
+		ctx, cancel := context.WithTimeout(background, time.Second)
+		steps += i & 1 // the step the deadline guards
+		_ = ctx
+		cancel()
+	}
+	armedNs := nsPer(time.Since(start), *n)
+	never := make(chan int)
+	var fired int64
+	start = time.Now()
+	for i := int64(0); i < *fires; i++ {
+		ctx, cancel := context.WithTimeout(background, time.Microsecond)
+		select {
+		case <-never:
+		case <-ctx.Done():
+			fired++
+		}
+		cancel()
+	}
+	firedNs := 0.0
+	if *fires > 0 {
+		firedNs = nsPer(time.Since(start), *fires)
+	}
+	return map[string]float64{"value": armedNs, "fired_ns": firedNs,
+		"check": float64(steps + (*n - *n/2) + fired)}, nil
 }
