@@ -77,14 +77,23 @@ class Condition {
     return true;
   }
 
-  // Wakes the longest waiter / every waiter.
+  // Wakes the longest waiter / every waiter. The woken are made runnable
+  // only after lock_ is let go (WakeBatch, declared first), and never
+  // touch this Condition again, so, as with std::condition_variable, it
+  // may be destroyed as soon as notify_all() returns, waiters or not.
   void notify_one() {
+    detail::WakeBatch wakes;
     detail::SpinGuard guard(lock_);
-    waiters_.notify_one();
+    while (detail::Waiter* waiter = waiters_.pop_front()) {
+      if (wakes.claim(waiter)) return;  // else leaving: try the next
+    }
   }
   void notify_all() {
+    detail::WakeBatch wakes;
     detail::SpinGuard guard(lock_);
-    waiters_.notify_all();
+    while (detail::Waiter* waiter = waiters_.pop_front()) {
+      wakes.claim(waiter, /*as_next=*/false);
+    }
   }
 
  private:
@@ -97,13 +106,15 @@ class Condition {
     detail::Waiter waiter;
     detail::WakeReason reason;
     try {
-      reason = detail::block_on(waiters_, lock.get(), waiter, deadline);
+      // Notified, it returns with lock_ released and touches nothing of
+      // this Condition again (the notifier may destroy it).
+      reason = detail::block_on_handoff(waiters_, lock.get(), waiter, deadline);
     } catch (...) {
-      // Interrupted (kill, Timeout); block_on released lock_.
+      // Interrupted (kill, Timeout); block_on_handoff released lock_.
       user.lock();
       throw;
     }
-    lock.unlock();
+    if (lock.get().owns_lock()) lock.unlock();  // timed out: still ours
     user.lock();
     return reason == detail::WakeReason::kNotified || !detail::expired(deadline)
                ? std::cv_status::no_timeout

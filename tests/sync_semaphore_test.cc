@@ -346,6 +346,46 @@ TEST_CASE("condition: works with std::mutex between OS threads",
   t.join();
 }
 
+TEST_CASE("condition: the notifier may destroy it once notify_all returns",
+          "[condition]") {
+  // As with std::condition_variable: woken waiters never touch the
+  // condition again (under ASan, one that re-locked a deleted condition
+  // is a heap-use-after-free).
+  const std::size_t workers = GENERATE(1, 2, 4);
+  green::run(
+      [] {
+        constexpr int kWaiters = 8;
+        for (int round = 0; round < 50; ++round) {
+          green::Lock mu;
+          auto* cond = new green::Condition;
+          int waiting = 0;  // guarded by mu
+          bool go = false;  // guarded by mu
+          std::vector<green::GreenThread<void>> waiters;
+          for (int i = 0; i < kWaiters; ++i) {
+            waiters.push_back(green::spawn([&, cond] {
+              std::unique_lock<green::Lock> hold(mu);
+              ++waiting;
+              cond->wait(hold, [&] { return go; });
+            }));
+          }
+          // A waiter lets go of mu only once it is linked (or about to be,
+          // holding the condition's own lock): all of them wait now.
+          REQUIRE(eventually([&] {
+            std::lock_guard<green::Lock> hold(mu);
+            return waiting == kWaiters;
+          }));
+          {
+            std::lock_guard<green::Lock> hold(mu);
+            go = true;
+          }
+          cond->notify_all();
+          delete cond;
+          for (auto& waiter : waiters) waiter.wait();
+        }
+      },
+      with_workers(workers));
+}
+
 TEST_CASE("semaphore: an acquirer may destroy it as soon as acquire returns",
           "[semaphore]") {
   // acquire() returns only once the releaser has let go of the semaphore.
