@@ -37,7 +37,15 @@ WakeReason block(WaitList& list, std::unique_lock<SpinLock>& lock,
                  Waiter& waiter, Deadline deadline, bool relock_if_notified) {
   if (Fiber* fiber = current_fiber()) {
     waiter.fiber = fiber;
-    waiter.epoch = fiber->begin_park();  // throws a pending interrupt
+    try {
+      waiter.epoch = fiber->begin_park();  // throws a pending interrupt
+    } catch (...) {
+      // Thrown with the lock released, as an interrupt that comes while
+      // parked is: a caller that catches it may block on another lock
+      // (Condition takes the user's lock again), never while holding ours.
+      lock.unlock();
+      throw;
+    }
     list.push_back(&waiter);
     lock.unlock();
     const WakeReason reason = park_until(fiber, waiter.epoch, deadline);

@@ -28,7 +28,8 @@ WakeReason park_until(Fiber* fiber, std::uint32_t epoch,
 // the lock again. Returns kNotified when a notifier chose this waiter (it is
 // then already unlinked, and any payload was handed over), or kTimedOut
 // (unlinked here). For a green thread, an interrupt (kill, Timeout) is
-// thrown after unlinking, with `lock` released.
+// thrown after unlinking, with `lock` released -- also one that was
+// already pending when the call began.
 WakeReason block_on(WaitList& list, std::unique_lock<SpinLock>& lock,
                     Waiter& waiter, Deadline deadline = std::nullopt);
 

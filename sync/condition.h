@@ -80,7 +80,11 @@ class Condition {
   // Wakes the longest waiter / every waiter. The woken are made runnable
   // only after lock_ is let go (WakeBatch, declared first), and never
   // touch this Condition again, so, as with std::condition_variable, it
-  // may be destroyed as soon as notify_all() returns, waiters or not.
+  // may be destroyed as soon as notify_all() returns. One exception (as
+  // for every primitive, sync/README.md "Lifetimes"): a waiter whose
+  // deadline or kill fires at that very moment is not woken by the
+  // notify and takes lock_ again on its way out; with timed or killable
+  // waiters, keep the Condition until they have returned.
   void notify_one() {
     detail::WakeBatch wakes;
     detail::SpinGuard guard(lock_);

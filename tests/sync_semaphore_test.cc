@@ -11,6 +11,7 @@
 
 #include "catch2/catch.hpp"
 #include "green/green.h"
+#include "runtime/worker.h"  // current_fiber(): a kill posted to itself
 #include "tests/test_support.h"
 
 using green::testing::eventually;
@@ -382,6 +383,46 @@ TEST_CASE("condition: the notifier may destroy it once notify_all returns",
           delete cond;
           for (auto& waiter : waiters) waiter.wait();
         }
+      },
+      with_workers(workers));
+}
+
+TEST_CASE("condition: a wait entered with a kill pending lets go first",
+          "[condition]") {
+  // The kill is raised as the wait begins, before it parks. The waiter
+  // must then take the user's lock back WITHOUT holding the condition's
+  // own lock: here the user's lock has gone to another green thread,
+  // which notifies under it; a waiter that kept the condition's lock
+  // while it waited for the user's deadlocked both (the test hangs).
+  struct SemaphoreLock {  // a Lockable whose waiters can be counted
+    green::Semaphore semaphore{1};
+    void lock() { semaphore.acquire(); }
+    void unlock() { semaphore.release(); }
+  };
+  const std::size_t workers = GENERATE(1, 2);
+  green::run(
+      [] {
+        SemaphoreLock mu;
+        green::Condition cond;
+        green::testing::Signal holding;
+        auto waiter = green::spawn([&] {
+          std::unique_lock<SemaphoreLock> hold(mu);
+          holding.post();
+          // The notifier queues for mu behind us.
+          while (mu.semaphore.balance() != -1) green::yield();
+          // A kill posted while we run (kill_async from anywhere lands
+          // the same way): it is raised at the next blocking point.
+          green::detail::current_fiber()->request_kill();
+          cond.wait(hold, [] { return false; });
+        });
+        holding.wait();
+        auto notifier = green::spawn([&] {
+          std::lock_guard<SemaphoreLock> hold(mu);
+          cond.notify_all();
+        });
+        CHECK_THROWS_AS(waiter.wait(), green::GreenletExit);
+        notifier.wait();
+        CHECK(mu.semaphore.balance() == 1);
       },
       with_workers(workers));
 }
