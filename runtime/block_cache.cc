@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cassert>
+#include <cstdlib>
 #include <mutex>
 #include <new>
 
@@ -18,30 +19,29 @@
 #define GREEN_BLOCK_CACHE_TSAN 1
 #endif
 #endif
-#if defined(GREEN_BLOCK_CACHE_TSAN)
-#include <sanitizer/tsan_interface.h>
-#endif
 
 namespace green::detail {
 
 namespace {
 
 // oneTBB is not instrumented: a block one thread frees and another gets
-// back from scalable_malloc would look, to ThreadSanitizer, like memory
-// shared with no synchronisation (oneTBB's own atomics order it). Say so.
+// back from scalable_malloc (or carved out of a recycled slab) would look,
+// to ThreadSanitizer, like memory shared with no synchronisation. Under
+// TSan the cache sits on malloc, which TSan understands, instead.
 void* tbb_malloc(std::size_t size) noexcept {
-  void* block = scalable_malloc(size);
 #if defined(GREEN_BLOCK_CACHE_TSAN)
-  if (block) __tsan_acquire(block);
+  return std::malloc(size);
+#else
+  return scalable_malloc(size);
 #endif
-  return block;
 }
 
 void tbb_free(void* block) noexcept {
 #if defined(GREEN_BLOCK_CACHE_TSAN)
-  __tsan_release(block);
-#endif
+  std::free(block);
+#else
   scalable_free(block);
+#endif
 }
 
 }  // namespace

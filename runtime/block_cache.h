@@ -37,8 +37,10 @@
 //      empty magazines per class, so cached memory stays bounded: a few
 //      hundred KiB per class in use, whatever the spawn rate.
 //
-// Sanitizer builds do not cache (operator new/delete as usual), so ASan and
-// TSan keep seeing every allocation.
+// Sanitizer builds do not use the cache for green threads (Fiber's
+// operator new/delete stay the global ones), so ASan and TSan keep seeing
+// every allocation; under TSan the cache itself (its tests) sits on malloc
+// and free instead of oneTBB, which TSan cannot see into.
 #ifndef GREEN_RUNTIME_BLOCK_CACHE_H_
 #define GREEN_RUNTIME_BLOCK_CACHE_H_
 
