@@ -37,6 +37,7 @@
 #include "runtime/park.h"
 #include "runtime/scheduler.h"
 #include "runtime/worker.h"
+#include "sync/timeout.h"
 
 namespace green::net::detail {
 namespace {
@@ -85,11 +86,19 @@ class ServeState {
   ClientMain& client_main() noexcept { return client_main_; }
   bool kill_others_on_error() const noexcept { return kill_others_on_error_; }
 
-  void report(std::exception_ptr error, const std::string& where) noexcept {
+  // Throws only an interrupt (GreenletExit, green::Timeout) that reached
+  // the hook while it blocked: that one is meant for the green thread
+  // (serve() itself, or a handler), and swallowing it here would let a
+  // killed serve() go on accepting.
+  void report(std::exception_ptr error, const std::string& where) {
     try {
       report_(std::move(error), where);
+    } catch (const GreenletExit&) {
+      throw;
+    } catch (const green::Timeout&) {
+      throw;
     } catch (...) {
-      // A report hook must not take the server down.
+      // Anything else a report hook throws must not take the server down.
     }
   }
 

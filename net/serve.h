@@ -87,7 +87,9 @@ struct ServeOptions {
   // Called (on the failing handler's green thread, or serve()'s) with a
   // handler's exception under kReport, and once with the first
   // out-of-descriptors accept error. `where` is e.g. "handler for
-  // 127.0.0.1:5555". Default: a line on stderr. Must not throw.
+  // 127.0.0.1:5555". Default: a line on stderr. Must not throw (what it
+  // throws is dropped). It may block; a kill or green::Timeout aimed at
+  // its green thread then goes through it (killing serve() stops serve()).
   std::function<void(std::exception_ptr error, const std::string& where)>
       report;
   // After StopServe: how long running handlers may go on before they are
