@@ -94,6 +94,42 @@ void Fiber::register_for_shutdown() {
   if (scheduler_->stopping()) request_kill();  // its sweep may have passed
 }
 
+bool Fiber::begin_park_holding_lock(std::uint32_t& epoch) noexcept {
+  if (!registered_) {
+    // As register_for_shutdown(), but a kill it owes is posted by
+    // raise_interrupt(), once the caller has let go of its lock.
+    scheduler_->registry().add(this);
+    registered_ = true;
+    if (scheduler_->stopping()) {
+      kill_owed_ = true;
+      return false;
+    }
+  }
+  // relaxed throughout: as in begin_park().
+  std::uint64_t s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (s & kInterruptPending) return false;  // raise_interrupt() throws it
+    assert((s & kPhaseMask) == kRunning);
+    epoch = epoch_of(s) + 1;
+    const std::uint64_t parking =
+        (static_cast<std::uint64_t>(epoch) << kEpochShift) | (s & kStarted) |
+        kParking;
+    if (state_.compare_exchange_weak(s, parking, std::memory_order_relaxed,
+                                     std::memory_order_relaxed)) {
+      return true;
+    }
+  }
+}
+
+void Fiber::raise_interrupt() {
+  if (std::exchange(kill_owed_, false)) request_kill();
+  throw_if_interrupted();
+}
+
+void Fiber::release_kill_waiters_if_owed() noexcept {
+  if (interrupt_raised_) release_kill_waiters();
+}
+
 std::uint32_t Fiber::begin_park() {
   ensure_registered();
   // relaxed throughout: only this fiber moves the word out of kRunning, and

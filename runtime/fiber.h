@@ -95,8 +95,23 @@ class Fiber {
 
   // --- Parking; called only by the fiber itself, on its own stack. ---
   // Starts a park and returns its epoch. Throws a pending interrupt instead
-  // of parking.
+  // of parking. Takes this fiber's own lock_ on those paths, so the caller
+  // must hold no lock that anybody holding it could wait for.
   std::uint32_t begin_park();
+  // begin_park() for a caller that holds a lock -- a wait list's, perhaps
+  // another fiber's lock_, as join() and kill() do: takes no lock of this
+  // fiber's (two green threads killing each other would otherwise each
+  // wait for the lock the other holds). Returns false, starting no park,
+  // if an interrupt is pending or owed (shutdown began before the first
+  // block); the caller lets go of its lock and calls raise_interrupt().
+  // Kill waiters owed a release (an interrupt was raised since the last
+  // blocking point) are the caller's to release once its lock is gone:
+  // release_kill_waiters_if_owed().
+  bool begin_park_holding_lock(std::uint32_t& epoch) noexcept;
+  // Posts a kill owed by begin_park_holding_lock() and throws the pending
+  // interrupt; returns only if there was none after all.
+  void raise_interrupt();
+  void release_kill_waiters_if_owed() noexcept;
   // Switches to the worker; returns once woken. Never throws: the caller
   // decides what an interrupt means after cleaning up (see WaitList).
   WakeReason park() noexcept;
@@ -268,6 +283,7 @@ class Fiber {
   // Touched only by the fiber itself.
   bool interrupt_raised_ = false;  // release kill waiters at next park/end
   bool registered_ = false;        // in the scheduler's registry
+  bool kill_owed_ = false;         // begin_park_holding_lock() saw shutdown
   SpinLock lock_;
   bool interrupt_is_kill_ GREEN_GUARDED_BY(lock_) = false;
   // The function has ended and its result is stored; links may be running

@@ -37,17 +37,19 @@ WakeReason block(WaitList& list, std::unique_lock<SpinLock>& lock,
                  Waiter& waiter, Deadline deadline, bool relock_if_notified) {
   if (Fiber* fiber = current_fiber()) {
     waiter.fiber = fiber;
-    try {
-      waiter.epoch = fiber->begin_park();  // throws a pending interrupt
-    } catch (...) {
-      // Thrown with the lock released, as an interrupt that comes while
-      // parked is: a caller that catches it may block on another lock
-      // (Condition takes the user's lock again), never while holding ours.
+    // Holding `lock` (perhaps another fiber's lock_), this takes no lock
+    // of ours; a pending interrupt is thrown with `lock` released, as one
+    // that comes while parked is: a caller that catches it may block on
+    // another lock (Condition takes the user's lock again).
+    if (!fiber->begin_park_holding_lock(waiter.epoch)) {
       lock.unlock();
-      throw;
+      fiber->raise_interrupt();      // throws
+      lock.lock();                   // nothing was pending after all:
+      return WakeReason::kTimedOut;  // a spurious return; callers re-check
     }
     list.push_back(&waiter);
     lock.unlock();
+    fiber->release_kill_waiters_if_owed();
     const WakeReason reason = park_until(fiber, waiter.epoch, deadline);
     if (reason == WakeReason::kNotified && !relock_if_notified) return reason;
     lock.lock();

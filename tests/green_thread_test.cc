@@ -175,6 +175,37 @@ TEST_CASE("kill while sleeping runs the target's handler before returning",
       with_workers(workers));
 }
 
+TEST_CASE("two green threads that kill each other at once both end",
+          "[green_thread]") {
+  // Each kill() holds its target's lock while it starts its own wait; the
+  // wait must not then take the caller's own lock (an interrupt is pending
+  // for it: the other's kill): with each holding the other's lock, both
+  // workers would spin forever (the test hangs).
+  green::run(
+      [&] {
+        for (int round = 0; round < 300; ++round) {
+          green::GreenThread<void> a, b;
+          green::Event<void> handles_set;
+          std::atomic<int> at_barrier{0};
+          auto duel = [&](green::GreenThread<void>* other) {
+            handles_set.wait();
+            at_barrier.fetch_add(1);
+            while (at_barrier.load() < 2) {
+            }               // both kill together
+            other->kill();  // or killed by the other's, in there
+            green::sleep(std::chrono::hours(1));  // the other's kill ends us
+          };
+          a = green::spawn(duel, &b);
+          b = green::spawn(duel, &a);
+          handles_set.send();
+          for (auto* thread : {&a, &b}) {
+            CHECK_THROWS_AS(thread->wait(), green::GreenletExit);
+          }
+        }
+      },
+      with_workers(2));
+}
+
 TEST_CASE("kill_async does not wait; killing yourself throws",
           "[green_thread]") {
   green::run([] {
