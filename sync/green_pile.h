@@ -152,7 +152,17 @@ class GreenPile {
         // relaxed: as in spawn(); the CAS only claims one counted handle.
       } while (!outstanding_.compare_exchange_weak(
           n, n - 1, std::memory_order_relaxed, std::memory_order_relaxed));
-      if (std::optional<GreenThread<R>> handle = handles_.get()) return handle;
+      std::optional<GreenThread<R>> handle;
+      try {
+        handle = handles_.get();
+      } catch (...) {
+        // Interrupted (kill, Timeout) before its handle came: the claim
+        // goes back, so the next take() waits for that handle again.
+        // relaxed: as above.
+        outstanding_.fetch_add(1, std::memory_order_relaxed);
+        throw;
+      }
+      if (handle) return handle;
       // A spawn that failed: its place is skipped.
     }
   }

@@ -555,6 +555,37 @@ TEST_CASE("pile: a spawn that times out does not break the sequence",
       with_workers(workers));
 }
 
+TEST_CASE("pile: a next() that times out waiting for a spawn loses nothing",
+          "[pile]") {
+  // The spawn is counted before it gets a pool slot; a next() that gave
+  // up waiting for its handle (Timeout) must leave it to the next call.
+  const std::size_t workers = GENERATE(1, 2);
+  green::run(
+      [] {
+        green::GreenPool pool(1);
+        green::Event<void> go;
+        pool.spawn_n([&go] { go.wait(); });  // the pool is full
+        green::GreenPile<int> pile(pool);
+        green::Event<void> spawning;
+        auto spawner = green::spawn([&] {
+          spawning.send();
+          pile.spawn(passthru, 42);  // counted, then waits for the pool
+        });
+        spawning.wait();
+        while (pile.pending() == 0) green::yield();
+        {
+          green::Timeout t(10ms);
+          CHECK_THROWS_AS(pile.next(), green::Timeout);
+        }
+        CHECK(pile.pending() == 1);
+        go.send();
+        spawner.wait();
+        CHECK(pile.next() == std::optional<int>(42));
+        CHECK_FALSE(pile.next());
+      },
+      with_workers(workers));
+}
+
 TEST_CASE("pile: two piles share a pool", "[pile]") {
   const std::size_t workers = GENERATE(1, 2, 4);
   green::run(
