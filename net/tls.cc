@@ -35,10 +35,12 @@
 #include <vector>
 
 #include "net/errors.h"
+#include "runtime/errors.h"
 #include "runtime/park.h"
 #include "runtime/spin_lock.h"
 #include "runtime/thread_annotations.h"
 #include "runtime/wait_list.h"
+#include "sync/timeout.h"
 
 namespace green::net {
 namespace {
@@ -157,7 +159,12 @@ struct TlsStream::Impl {
       if (error) {
         try {
           flush(true, "handshake");  // e.g. the alert that tells the peer
+        } catch (const green::GreenletExit&) {
+          throw;  // a kill or Timeout is this green thread's, not ours
+        } catch (const green::Timeout&) {
+          throw;
         } catch (...) {
+          // The alert is a courtesy: its write failing changes nothing.
         }
         throw_tls(error, engine_.native_handle(), "handshake");
       }
