@@ -352,9 +352,19 @@ void Fiber::release_kill_waiters() noexcept {
   kill_waiters_.notify_all();
 }
 
+void Fiber::finish_without_stack(std::exception_ptr error) noexcept {
+  set_exception(std::move(error));
+  Worker* worker = current_worker();
+  worker->set_finishing_without_stack(this);
+  finish();
+  worker->set_finishing_without_stack(nullptr);
+}
+
 void Fiber::join() {
   if (finished()) return;
-  if (current_fiber() == this) {
+  Worker* worker = current_worker();
+  if (current_fiber() == this ||
+      (worker != nullptr && worker->finishing_without_stack() == this)) {
     // A link callback, running on this fiber as it ends, reads the result.
     if (result_ready_) return;
     throw std::logic_error(

@@ -256,6 +256,14 @@ class Fiber {
   boost::context::fiber entry(boost::context::fiber&& worker_context);
   // Marks the fiber finished and wakes joiners, kill waiters and links.
   void finish() noexcept;
+
+ public:
+  // For a fiber that never got a stack (the pool refused its size, or
+  // memory ran out): stores `error` as its outcome and finishes it on the
+  // calling worker's own stack; link callbacks that wait for it return.
+  void finish_without_stack(std::exception_ptr error) noexcept;
+
+ private:
   // True if no other thread can reach this fiber now (finish() then needs
   // no lock). Called only by the fiber itself.
   bool reachable_only_by_us() const noexcept;

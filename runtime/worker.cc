@@ -343,8 +343,7 @@ void Worker::run(Fiber* fiber) noexcept {
                           ? stack_pool_->allocate(fiber->stack_size_)
                           : stack_pool_->allocate();
     } catch (...) {
-      fiber->set_exception(std::current_exception());
-      fiber->finish();
+      fiber->finish_without_stack(std::current_exception());
       fiber->release();
       return;
     }

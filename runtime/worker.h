@@ -71,6 +71,15 @@ class Worker {
   // --- Called only on this worker's thread. ---
   Fiber* current_fiber() const noexcept { return current_; }
   StackPool& stack_pool() noexcept { return *stack_pool_; }
+  // The fiber whose finish() this worker runs on its own stack, the fiber
+  // having none (Fiber::finish_without_stack): its link callbacks run here
+  // and may wait for it. Worker thread only.
+  const Fiber* finishing_without_stack() const noexcept {
+    return finishing_without_stack_;
+  }
+  void set_finishing_without_stack(const Fiber* fiber) noexcept {
+    finishing_without_stack_ = fiber;
+  }
   // Control blocks freed and allocated on this worker (block_cache.h).
   BlockCache& block_cache() noexcept { return block_cache_; }
   // Deadlines of green threads parked here (park_until).
@@ -171,6 +180,7 @@ class Worker {
   TimerHeap timers_;
   std::unique_ptr<StackPool> stack_pool_;  // created on the worker thread
   BlockCache block_cache_;                 // used on the worker thread only
+  const Fiber* finishing_without_stack_ = nullptr;  // worker thread only
   std::thread thread_;
 
   // Owner-only state.

@@ -444,6 +444,22 @@ TEST_CASE("a stack size beyond the limit fails that green thread only",
       CHECK_THROWS_AS(t.wait(), std::invalid_argument);
     }
     CHECK(green::spawn([] { return 2; }).wait() == 2);
+    // Its links run all the same (on the worker: it has no stack), and one
+    // that waits for it gets the error instead of blocking the worker.
+    green::Event<std::string> linked;
+    auto t =
+        green::spawn(green::SpawnOptions{.stack_size = std::size_t{8} << 30},
+                     [] { return 1; });
+    t.link([&linked](green::GreenThread<int> done) {
+      try {
+        done.wait();
+        linked.send("no error");
+      } catch (const std::invalid_argument&) {
+        linked.send("invalid_argument");
+      }
+    });
+    CHECK(linked.wait() == "invalid_argument");
+    CHECK_THROWS_AS(t.wait(), std::invalid_argument);
   });
 }
 
