@@ -7,23 +7,17 @@
 // report hook then blocks; the child's main green thread kills serve() and
 // must see it end. A hook that swallowed the kill used to leave serve()
 // accepting forever (the child then hangs and is killed after 30 s).
-#include <dirent.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <asio/steady_timer.hpp>
 #include <chrono>
-#include <cstdlib>
 #include <vector>
 
 #include "catch2/catch.hpp"
 #include "green/green.h"
-#include "runtime/scheduler.h"
-#include "runtime/worker.h"
+#include "tests/emfile_support.h"
 #include "tests/test_support.h"
 
 using namespace std::chrono_literals;
@@ -36,18 +30,6 @@ constexpr int kRoom = 2;
 // Clients that connect: more than fit, so accept runs out.
 constexpr int kClients = kRoom + 4;
 
-int highest_open_fd() {
-  int highest = 2;
-  if (DIR* dir = ::opendir("/proc/self/fd")) {
-    while (dirent* entry = ::readdir(dir)) {
-      const int fd = std::atoi(entry->d_name);
-      if (fd > highest) highest = fd;
-    }
-    ::closedir(dir);
-  }
-  return highest;
-}
-
 // Exit status 0 when serve() ended by the kill; a code otherwise.
 int run_child(int listen_fd) {
   try {
@@ -56,17 +38,7 @@ int run_child(int listen_fd) {
     return green::run(
         [&] {
           net::Listener listener = net::Listener::adopt(listen_fd);
-          // Every worker's Asio reactor exists before the budget shrinks
-          // (see net_emfile_test.cc).
-          green::detail::Scheduler& scheduler =
-              green::detail::current_worker()->scheduler();
-          for (std::size_t i = 0; i < scheduler.worker_count(); ++i) {
-            asio::steady_timer warm_up(scheduler.worker(i).io());
-          }
-          rlimit limit;
-          ::getrlimit(RLIMIT_NOFILE, &limit);
-          limit.rlim_cur = highest_open_fd() + 1 + kRoom;
-          if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return 10;
+          if (!green::testing::leave_descriptor_room(kRoom)) return 10;
           green::testing::Signal in_hook;
           auto server = green::spawn([&] {
             net::ServeOptions serve_options;
@@ -106,17 +78,9 @@ int run_child(int listen_fd) {
 
 TEST_CASE("killing serve() while its report hook blocks stops it",
           "[net][serve]") {
-  const int listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address;
+  const int listen_fd = green::testing::loopback_listen_socket(address);
   REQUIRE(listen_fd >= 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(listen_fd, reinterpret_cast<sockaddr*>(&address),
-                 sizeof address) == 0);
-  REQUIRE(::listen(listen_fd, 64) == 0);
-  socklen_t length = sizeof address;
-  REQUIRE(::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&address),
-                        &length) == 0);
 
   std::fflush(nullptr);
   const pid_t child = ::fork();
@@ -135,20 +99,11 @@ TEST_CASE("killing serve() while its report hook blocks stops it",
     clients.push_back(fd);
   }
 
-  // Wait for the child (bounded: kill it after 30 s).
-  int status = 0;
-  pid_t done = 0;
-  for (int i = 0; i < 3000 && done == 0; ++i) {
-    done = ::waitpid(child, &status, WNOHANG);
-    if (done == 0) ::usleep(10000);
-  }
-  if (done == 0) {
-    ::kill(child, SIGKILL);
-    ::waitpid(child, &status, 0);
-  }
+  // Wait for the child (bounded: killed after 30 s).
+  const std::optional<int> status = green::testing::wait_for_child(child, 30);
   for (int fd : clients) ::close(fd);
-  INFO("child status " << status);
-  REQUIRE(done != 0);  // it ended by itself
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  REQUIRE(status.has_value());  // it ended by itself
+  INFO("child status " << *status);
+  REQUIRE(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 0);
 }

@@ -8,15 +8,11 @@
 //
 // The fork happens before this process starts any runtime (this file holds
 // this one test), so the child inherits no other threads.
-#include <dirent.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <asio/steady_timer.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -27,8 +23,7 @@
 
 #include "catch2/catch.hpp"
 #include "green/green.h"
-#include "runtime/scheduler.h"
-#include "runtime/worker.h"
+#include "tests/emfile_support.h"
 
 using namespace std::chrono_literals;
 namespace net = green::net;
@@ -39,18 +34,6 @@ constexpr int kClients = 16;
 // Descriptors the child may still open once its limit is lowered: a few
 // clients at once, far fewer than kClients.
 constexpr int kRoom = 3;
-
-int highest_open_fd() {
-  int highest = 2;
-  if (DIR* dir = ::opendir("/proc/self/fd")) {
-    while (dirent* entry = ::readdir(dir)) {
-      const int fd = std::atoi(entry->d_name);
-      if (fd > highest) highest = fd;
-    }
-    ::closedir(dir);
-  }
-  return highest;
-}
 
 // The child: serves kClients echo clients on the inherited listening
 // socket with a tiny descriptor budget. Exit status 0 on success;
@@ -65,18 +48,7 @@ int run_child(int listen_fd, int report_fd) {
     status = green::run(
         [&] {
           net::Listener listener = net::Listener::adopt(listen_fd);
-          // Asio creates a worker's epoll reactor (3 descriptors) when its
-          // io_context first gets a timer or a socket; make sure every
-          // worker has one before the budget shrinks (see the net README).
-          green::detail::Scheduler& scheduler =
-              green::detail::current_worker()->scheduler();
-          for (std::size_t i = 0; i < scheduler.worker_count(); ++i) {
-            asio::steady_timer warm_up(scheduler.worker(i).io());
-          }
-          rlimit limit;
-          ::getrlimit(RLIMIT_NOFILE, &limit);
-          limit.rlim_cur = highest_open_fd() + 1 + kRoom;
-          if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return 10;
+          if (!green::testing::leave_descriptor_room(kRoom)) return 10;
           net::ServeOptions serve_options;
           serve_options.report = [&](std::exception_ptr error,
                                      const std::string& where) {
@@ -124,17 +96,9 @@ int run_child(int listen_fd, int report_fd) {
 
 TEST_CASE("EMFILE during accept does not kill the server", "[net][serve]") {
   // The listening socket, made before the fork and shared with the child.
-  const int listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address;
+  const int listen_fd = green::testing::loopback_listen_socket(address);
   REQUIRE(listen_fd >= 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(listen_fd, reinterpret_cast<sockaddr*>(&address),
-                 sizeof address) == 0);
-  REQUIRE(::listen(listen_fd, 64) == 0);
-  socklen_t length = sizeof address;
-  REQUIRE(::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&address),
-                        &length) == 0);
   const std::uint16_t port = ntohs(address.sin_port);
   int reports[2];
   REQUIRE(::pipe(reports) == 0);
@@ -179,17 +143,8 @@ TEST_CASE("EMFILE during accept does not kill the server", "[net][serve]") {
       },
       options);
 
-  // Wait for the child (bounded: kill it after 30 s).
-  int status = 0;
-  pid_t done = 0;
-  for (int i = 0; i < 3000 && done == 0; ++i) {
-    done = ::waitpid(child, &status, WNOHANG);
-    if (done == 0) ::usleep(10000);
-  }
-  if (done == 0) {
-    ::kill(child, SIGKILL);
-    ::waitpid(child, &status, 0);
-  }
+  // Wait for the child (bounded: killed after 30 s).
+  const std::optional<int> status = green::testing::wait_for_child(child, 30);
   std::string report_text;
   char buffer[4096];
   ssize_t n;
@@ -200,9 +155,9 @@ TEST_CASE("EMFILE during accept does not kill the server", "[net][serve]") {
 
   INFO("child reports:\n" << report_text);
   REQUIRE(echoed.load() == kClients);
-  REQUIRE(done == child);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
+  REQUIRE(status.has_value());  // it ended by itself
+  REQUIRE(WIFEXITED(*status));
+  REQUIRE(WEXITSTATUS(*status) == 0);
   REQUIRE(report_text.find("out of file descriptors") != std::string::npos);
   REQUIRE(report_text.find("Too many open files") != std::string::npos);
 }
