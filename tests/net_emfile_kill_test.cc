@@ -89,14 +89,19 @@ TEST_CASE("killing serve() while its report hook blocks stops it",
   ::close(listen_fd);
 
   // Plain blocking clients that stay connected until the child is done,
-  // so its handlers hold their descriptors and accept runs out.
+  // so its handlers hold their descriptors and accept runs out. Once it
+  // has, the child may be done before the last ones connect (its
+  // listening socket then closes): a refused connect ends the loop, and
+  // the child's exit status says whether all went well.
   std::vector<int> clients;
   for (int i = 0; i < kClients; ++i) {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&address),
-                      sizeof address) == 0);
+    if (fd < 0) break;
     clients.push_back(fd);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) !=
+        0) {
+      break;
+    }
   }
 
   // Wait for the child (bounded: killed after 30 s).
