@@ -455,10 +455,13 @@ void Fiber::finish() noexcept GREEN_NO_THREAD_SAFETY_ANALYSIS {
   if (reachable_only_by_us()) {
     result_ready_ = true;
     links.swap(links_);
+    drop_pending_interrupt_locked();  // nobody else can post one: no lock
   } else {
     std::lock_guard<SpinLock> guard(lock_);
-    result_ready_ = true;  // link() from now on calls back at once
+    result_ready_ = true;  // link() from now on calls back at once, and
+                           // post_interrupt() refuses
     links.swap(links_);
+    drop_pending_interrupt_locked();
   }
   for (auto& link : links) {
     try {
@@ -482,6 +485,18 @@ void Fiber::finish() noexcept GREEN_NO_THREAD_SAFETY_ANALYSIS {
   if (registered_) scheduler_->registry().remove(this);
   current_worker()->count_finished();
   scheduler_->fiber_finished();
+}
+
+void Fiber::drop_pending_interrupt_locked() noexcept {
+  // A kill or Timeout posted after the function's last blocking point
+  // comes too late: the function has ended (killing a finished green
+  // thread does nothing, as in Eventlet). Links run without it, so one
+  // that blocks is not cut short.
+  // relaxed: the bit changes only under lock_ (or, unreachable, here).
+  if (!(state_.load(std::memory_order_relaxed) & kInterruptPending)) return;
+  interrupt_ = nullptr;
+  interrupt_is_kill_ = false;
+  state_.fetch_and(~kInterruptPending, std::memory_order_relaxed);
 }
 
 void Fiber::switch_to_worker() noexcept {

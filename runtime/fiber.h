@@ -256,6 +256,8 @@ class Fiber {
   boost::context::fiber entry(boost::context::fiber&& worker_context);
   // Marks the fiber finished and wakes joiners, kill waiters and links.
   void finish() noexcept;
+  // finish(): forgets an interrupt posted too late to be raised.
+  void drop_pending_interrupt_locked() noexcept GREEN_REQUIRES(lock_);
 
  public:
   // For a fiber that never got a stack (the pool refused its size, or

@@ -12,6 +12,7 @@
 
 #include "catch2/catch.hpp"
 #include "green/green.h"
+#include "runtime/worker.h"  // current_fiber(): a kill posted to itself
 #include "tests/test_support.h"
 
 using green::testing::with_workers;
@@ -491,6 +492,29 @@ TEST_CASE("captures keep their alignment", "[green_thread]") {
     green::detail::Fiber::operator delete (block, 300,
                                            std::align_val_t{alignment});
   }
+}
+
+TEST_CASE("a kill that comes after the function ended does not cut links",
+          "[green_thread]") {
+  // Posted after the last blocking point, the kill is never raised in the
+  // function; the links then run (and may block) without it.
+  const std::size_t workers = GENERATE(1, 2);
+  green::run(
+      [] {
+        green::Event<int> linked;
+        auto t = green::spawn([] {
+          // As a kill_async from elsewhere that lands just before the end.
+          green::detail::current_fiber()->request_kill();
+          return 7;
+        });
+        t.link([&linked](green::GreenThread<int> done) {
+          green::sleep(1ms);  // a link that blocks
+          linked.send(done.wait());
+        });
+        CHECK(linked.wait(5s) == std::optional<int>(7));
+        CHECK(t.wait() == 7);
+      },
+      with_workers(workers));
 }
 
 TEST_CASE("green::local is per green thread", "[green_thread]") {
