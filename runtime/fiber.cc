@@ -87,25 +87,27 @@ LocalStorage& Fiber::locals() {
   return *locals_;
 }
 
-void Fiber::register_for_shutdown() {
+bool Fiber::join_registry() noexcept {
   // From now on shutdown can find us (scheduler.h).
   scheduler_->registry().add(this);
   registered_ = true;
-  if (scheduler_->stopping()) request_kill();  // its sweep may have passed
+  return scheduler_->stopping();  // its sweep may have passed
+}
+
+void Fiber::register_for_shutdown() {
+  if (join_registry()) request_kill();
 }
 
 bool Fiber::begin_park_holding_lock(std::uint32_t& epoch) noexcept {
-  if (!registered_) {
-    // As register_for_shutdown(), but a kill it owes is posted by
-    // raise_interrupt(), once the caller has let go of its lock.
-    scheduler_->registry().add(this);
-    registered_ = true;
-    if (scheduler_->stopping()) {
-      kill_owed_ = true;
-      return false;
-    }
+  // A kill that registering owes is posted by raise_interrupt(), once the
+  // caller has let go of its lock.
+  if (!registered_ && join_registry()) {
+    kill_owed_ = true;
+    return false;
   }
-  // relaxed throughout: as in begin_park().
+  // relaxed throughout: only this fiber moves the word out of kRunning, and
+  // wakers learn the new epoch through a wait list's lock or a timer's
+  // capture, both of which order them after this store.
   std::uint64_t s = state_.load(std::memory_order_relaxed);
   for (;;) {
     if (s & kInterruptPending) return false;  // raise_interrupt() throws it
@@ -131,28 +133,12 @@ void Fiber::release_kill_waiters_if_owed() noexcept {
 }
 
 std::uint32_t Fiber::begin_park() {
-  ensure_registered();
-  // relaxed throughout: only this fiber moves the word out of kRunning, and
-  // wakers learn the new epoch through a wait list's lock or a timer's
-  // capture, both of which order them after this store.
-  std::uint64_t s = state_.load(std::memory_order_relaxed);
-  for (;;) {
-    if (s & kInterruptPending) {
-      throw_if_interrupted();
-      s = state_.load(std::memory_order_relaxed);
-      continue;
-    }
-    if (interrupt_raised_) release_kill_waiters();
-    assert((s & kPhaseMask) == kRunning);
-    const std::uint32_t epoch = epoch_of(s) + 1;
-    const std::uint64_t parking =
-        (static_cast<std::uint64_t>(epoch) << kEpochShift) | (s & kStarted) |
-        kParking;
-    if (state_.compare_exchange_weak(s, parking, std::memory_order_relaxed,
-                                     std::memory_order_relaxed)) {
-      return epoch;
-    }
-  }
+  // The caller holds no lock: raise what is pending here, then release the
+  // kill waiters owed one.
+  std::uint32_t epoch;
+  while (!begin_park_holding_lock(epoch)) raise_interrupt();
+  release_kill_waiters_if_owed();
+  return epoch;
 }
 
 WakeReason Fiber::park() noexcept {

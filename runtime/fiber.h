@@ -329,6 +329,9 @@ class Fiber {
   // no bytes at all in a plain build.
   [[no_unique_address]] FiberAnnotations annotations_;
 
+  // Joins the shutdown registry; true if shutdown has begun (the caller
+  // then owes this fiber a kill).
+  bool join_registry() noexcept;
   void register_for_shutdown();
   std::chrono::nanoseconds start_delay_{0};  // touched by the fiber only
   std::unique_ptr<LocalStorage> locals_;     // touched by the fiber only
