@@ -9,16 +9,9 @@
 #include <mutex>
 #include <new>
 
+#include "runtime/sanitizer_hooks.h"  // GREEN_TSAN
 #include "runtime/spin_lock.h"
 #include "runtime/thread_annotations.h"
-
-#if defined(__SANITIZE_THREAD__)
-#define GREEN_BLOCK_CACHE_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define GREEN_BLOCK_CACHE_TSAN 1
-#endif
-#endif
 
 namespace green::detail {
 
@@ -29,7 +22,7 @@ namespace {
 // to ThreadSanitizer, like memory shared with no synchronisation. Under
 // TSan the cache sits on malloc, which TSan understands, instead.
 void* tbb_malloc(std::size_t size) noexcept {
-#if defined(GREEN_BLOCK_CACHE_TSAN)
+#if defined(GREEN_TSAN)
   return std::malloc(size);
 #else
   return scalable_malloc(size);
@@ -37,7 +30,7 @@ void* tbb_malloc(std::size_t size) noexcept {
 }
 
 void tbb_free(void* block) noexcept {
-#if defined(GREEN_BLOCK_CACHE_TSAN)
+#if defined(GREEN_TSAN)
   std::free(block);
 #else
   scalable_free(block);
@@ -67,10 +60,16 @@ Magazine* new_magazine() noexcept {
   return memory ? new (memory) Magazine : nullptr;
 }
 
-void free_magazine(Magazine* magazine) noexcept {
+// Gives the magazine's blocks back to oneTBB; it stays, empty.
+void free_blocks(Magazine* magazine) noexcept {
   for (std::uint32_t i = 0; i < magazine->count; ++i) {
     tbb_free(magazine->blocks[i]);
   }
+  magazine->count = 0;
+}
+
+void free_magazine(Magazine* magazine) noexcept {
+  free_blocks(magazine);
   tbb_free(magazine);
 }
 
@@ -171,10 +170,8 @@ void* BlockCache::allocate(std::size_t size) {
     if (magazine != nullptr && magazine->count > 0) {
       return magazine->blocks[--magazine->count];
     }
-    size = class_size(size_class);  // cacheable once freed (invariant 1)
   }
-  if (void* block = tbb_malloc(size)) return block;
-  throw std::bad_alloc();
+  return allocate_uncached(size);  // its class's size: invariant 1
 }
 
 void* BlockCache::allocate_uncached(std::size_t size) {
@@ -198,10 +195,7 @@ void BlockCache::deallocate(void* block, std::size_t size) noexcept {
     } else {
       // The Depot is full: nobody needs blocks of this class now. Give
       // this magazine's blocks back to oneTBB and start it over.
-      for (std::uint32_t i = 0; i < magazine->count; ++i) {
-        tbb_free(magazine->blocks[i]);
-      }
-      magazine->count = 0;
+      free_blocks(magazine);
     }
   }
   if (magazine == nullptr && (magazine = new_magazine()) == nullptr) {
