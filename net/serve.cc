@@ -93,11 +93,8 @@ class ServeState {
   void report(std::exception_ptr error, const std::string& where) {
     try {
       report_(std::move(error), where);
-    } catch (const GreenletExit&) {
-      throw;
-    } catch (const green::Timeout&) {
-      throw;
     } catch (...) {
+      green::detail::rethrow_if_interrupt();
       // Anything else a report hook throws must not take the server down.
     }
   }

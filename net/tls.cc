@@ -35,7 +35,6 @@
 #include <vector>
 
 #include "net/errors.h"
-#include "runtime/errors.h"
 #include "runtime/park.h"
 #include "runtime/spin_lock.h"
 #include "runtime/thread_annotations.h"
@@ -159,12 +158,10 @@ struct TlsStream::Impl {
       if (error) {
         try {
           flush(true, "handshake");  // e.g. the alert that tells the peer
-        } catch (const green::GreenletExit&) {
-          throw;  // a kill or Timeout is this green thread's, not ours
-        } catch (const green::Timeout&) {
-          throw;
         } catch (...) {
-          // The alert is a courtesy: its write failing changes nothing.
+          // A kill or Timeout is this green thread's, not ours; otherwise
+          // the alert is a courtesy: its write failing changes nothing.
+          green::detail::rethrow_if_interrupt();
         }
         throw_tls(error, engine_.native_handle(), "handshake");
       }

@@ -258,11 +258,8 @@ class GreenPool {
       } else {
         value.emplace(fn());
       }
-    } catch (const GreenletExit&) {
-      throw;
-    } catch (const Timeout&) {
-      throw;
     } catch (...) {
+      detail::rethrow_if_interrupt();
       error = std::current_exception();
     }
     // A handle needs a green thread: one that only hands the result over.
@@ -276,11 +273,8 @@ class GreenPool {
   static void run_inline_n(Fn& fn) {
     try {
       fn();
-    } catch (const GreenletExit&) {
-      throw;
-    } catch (const Timeout&) {
-      throw;
     } catch (...) {
+      detail::rethrow_if_interrupt();
       detail::report_unhandled(green::current().value,
                                std::current_exception());
     }

@@ -52,6 +52,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "runtime/errors.h"
+
 namespace green {
 namespace detail {
 struct TimeoutState;
@@ -129,6 +131,23 @@ class Timeout::Expired final : public Timeout {
           std::optional<std::chrono::nanoseconds> duration) noexcept
       : Timeout(ViewTag{}, std::move(id), duration) {}
 };
+
+namespace detail {
+// For a catch (...) that must not swallow an interrupt: rethrows the
+// exception being handled if it is a kill (GreenletExit) or a
+// green::Timeout -- those belong to the green thread, not to the code
+// that caught them -- and returns otherwise. Call only inside a handler.
+inline void rethrow_if_interrupt() {
+  try {
+    throw;
+  } catch (const GreenletExit&) {
+    throw;
+  } catch (const Timeout&) {
+    throw;
+  } catch (...) {
+  }
+}
+}  // namespace detail
 
 // Calls f(args...) under a Timeout of `duration`; returns its result, or
 // lets the green::Timeout propagate if it fired (Eventlet's with_timeout).
