@@ -118,8 +118,9 @@ TEST_CASE("event: wait with a timeout", "[event]") {
         constexpr auto kDelay = 50ms;
         {
           green::Event<bool> evt;
-          green::spawn_after(kDelay, [&] { evt.send(true); });
+          // Taken before the timer starts: it bounds the wait from below.
           const auto start = Clock::now();
+          green::spawn_after(kDelay, [&] { evt.send(true); });
           auto result = evt.wait(kDelay * 20);
           CHECK(result == std::optional<bool>(true));
           CHECK(Clock::now() - start >= kDelay);
