@@ -20,7 +20,8 @@ TcpSocket connect_until(const Endpoint& endpoint, const ConnectOptions& options,
   const int fd = ::socket(endpoint.protocol().family(),
                           SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) detail::throw_errno(errno, what);
-  TcpSocket socket = detail::SocketAccess::tcp(fd);  // owns fd from here
+  // Owns fd from here; an AF_INET/AF_INET6 stream socket of ours: TCP.
+  TcpSocket socket = detail::SocketAccess::tcp(fd, nullptr, /*plain_tcp=*/true);
   detail::IoHandle& io = detail::SocketAccess::io(socket, "connect");
   if (options.bind) {
     detail::set_int_option(io, SOL_SOCKET, SO_REUSEADDR, 1, "connect");

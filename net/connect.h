@@ -7,8 +7,8 @@
 //        .timeout = std::chrono::seconds(2)});
 //
 // The connect itself is non-blocking (EINPROGRESS, then a wait for
-// writability on the worker's reactor), so only the calling green thread
-// waits. A host name is resolved first (net/resolve.h) and its addresses
+// writability in the worker's readiness poller), so only the calling green
+// thread waits. A host name is resolved first (net/resolve.h) and its addresses
 // are tried in order; the last failure is thrown. A closed port throws
 // std::system_error with code std::errc::connection_refused.
 #ifndef GREEN_NET_CONNECT_H_

@@ -5,7 +5,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <asio/bind_cancellation_slot.hpp>
 #include <cassert>
 #include <cerrno>
 #include <climits>
@@ -17,21 +16,6 @@
 #include "runtime/worker.h"
 
 namespace green::net::detail {
-namespace {
-
-// Completion handler of a readiness wait. It runs on the home worker, inside
-// io_context::run_one()/poll(), so it must not resume the green thread: it
-// only makes it runnable. A stale epoch (the green thread already woke for a
-// deadline, an interrupt or a hook) makes wake() a no-op.
-struct ReadyHandler {
-  rt::FiberRef fiber;
-  std::uint32_t epoch;
-  void operator()(const asio::error_code&) const noexcept {
-    fiber->wake(epoch, rt::WakeReason::kNotified, /*as_next=*/false);
-  }
-};
-
-}  // namespace
 
 // --- WakeHook ---
 
@@ -82,7 +66,7 @@ bool WakeHook::wait(Deadline deadline) {
 
 // --- IoHandle ---
 
-IoHandle::IoHandle(int fd, const char* kind, asio::io_context* home) noexcept
+IoHandle::IoHandle(int fd, const char* kind, rt::ReadinessPoller* home) noexcept
     : fd_(fd), kind_(kind), home_(home) {}
 
 IoHandle::~IoHandle() {
@@ -147,14 +131,12 @@ void IoHandle::close_fd() noexcept {
     return;
   }
   // acquire: pairs with the release in registration().
-  if (registered_.load(std::memory_order_acquire)) {
-    // Deregisters from the home reactor (EPOLL_CTL_DEL, then ::close); Asio
-    // guards the reactor's structures, so any thread may do it.
-    asio::error_code ignored;
-    reactor_->close(ignored);
-  } else if (fd_ >= 0) {
-    ::close(fd_);
+  if (rt::ReadinessSlot* slot = slot_.load(std::memory_order_acquire)) {
+    // Leaves the home poller's set first: the fd number may be reused as
+    // soon as it is closed.
+    poller_->remove(fd_, slot);
   }
+  if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
 }
 
@@ -162,91 +144,127 @@ void IoHandle::close() noexcept {
   // Enter as a control user and mark the handle closed in one step, so the
   // fd stays open while we wake the users (the last one out closes it).
   std::uint32_t before = state_.load(std::memory_order_relaxed);
-  // acq_rel: publishes kClosed to users that enter or check after us (they
-  // load with acquire); the acquire half orders our wake-up calls below
-  // after their registration, which went through the same RMW chain.
+  // seq_cst: publishes kClosed to users that enter or check after us (they
+  // load with acquire), orders our wake-up calls below after their entry,
+  // and takes part in the store-buffer pattern with a first wait
+  // (registration()), which acq_rel alone would not.
   while (!state_.compare_exchange_weak(before, (before | kClosed) + kControlOne,
-                                       std::memory_order_acq_rel,
+                                       std::memory_order_seq_cst,
                                        std::memory_order_relaxed)) {
   }
   if (!(before & kClosed) && (before & kUsers)) {
     // Wake calls blocked inside: the kernel side (poll(2) users, and a
-    // connection's peer sees the close now) and the reactor side (queued
-    // async_waits complete with operation_aborted). A wait queued after
-    // this cancel sees kClosed itself (IoHandle::wait).
+    // connection's peer sees the close now) and the poller side (green
+    // threads parked in the slot). A wait that arms after this sees kClosed
+    // itself (IoHandle::wait).
     ::shutdown(fd_, SHUT_RDWR);
-    std::lock_guard<rt::SpinLock> guard(registration_lock_);
-    if (reactor_) {
-      asio::error_code ignored;
-      reactor_->cancel(ignored);
+    // seq_cst: the store-buffer pattern with a first wait (registration()).
+    if (rt::ReadinessSlot* slot = slot_.load(std::memory_order_seq_cst)) {
+      slot->wake_all();
     }
   }
   leave(kControlOne);
 }
 
-asio::posix::stream_descriptor& IoHandle::registration(const char* call) {
-  // acquire: pairs with the release below; reactor_ is fully constructed.
-  if (registered_.load(std::memory_order_acquire)) return *reactor_;
-  std::lock_guard<rt::SpinLock> guard(registration_lock_);
-  if (!reactor_) {
-    asio::io_context& io = home_ ? *home_ : rt::current_worker()->io();
-    reactor_.emplace(io);
-    asio::error_code error;
-    reactor_->assign(fd_, error);  // EPOLL_CTL_ADD on the home reactor
-    if (!error) {
-      // Sets Asio's own non-blocking flags once, here, under our lock: later
-      // async_waits (from the reader and the writer, on any thread) then
-      // only read the descriptor's state and never write it.
-      reactor_->non_blocking(true, error);
-      if (error) reactor_->release();  // hand the fd back, still open
-    }
-    if (error) {
-      reactor_.reset();
-      throw std::system_error(error, describe(call) +
-                                         ": cannot register the socket with "
-                                         "the worker's reactor");
-    }
-    registered_.store(true, std::memory_order_release);
+rt::ReadinessSlot& IoHandle::registration(const char* call) {
+  // acquire: pairs with the release below; poller_ is set.
+  if (rt::ReadinessSlot* slot = slot_.load(std::memory_order_acquire)) {
+    return *slot;
   }
-  return *reactor_;
+  std::lock_guard<rt::SpinLock> guard(registration_lock_);
+  // relaxed: written only under registration_lock_, which we hold.
+  if (rt::ReadinessSlot* slot = slot_.load(std::memory_order_relaxed)) {
+    return *slot;
+  }
+  rt::ReadinessPoller& poller = home_ ? *home_ : rt::current_worker()->poller();
+  rt::ReadinessSlot* slot;
+  try {
+    slot = poller.add(fd_);  // EPOLL_CTL_ADD, edge-triggered
+  } catch (const std::system_error& e) {
+    throw std::system_error(e.code(), describe(call) +
+                                          ": cannot register the socket with "
+                                          "the worker's poller");
+  } catch (const std::bad_alloc&) {
+    throw std::system_error(ENOMEM, std::system_category(),
+                            describe(call) +
+                                ": cannot register the socket with the "
+                                "worker's poller (out of memory)");
+  }
+  poller_ = &poller;
+  // seq_cst, not just release (which publishes poller_ and the slot): with
+  // close() this is a store-buffer pattern -- we store slot_ then load
+  // state_ (wait()), close() stores state_ then loads slot_ -- and only
+  // seq_cst on all four promises that one of us sees the other, so a
+  // first wait racing with close() is woken. (A shutdown edge would wake
+  // TCP anyway; an unconnected UDP socket has none.)
+  slot_.store(slot, std::memory_order_seq_cst);
+  return *slot;
+}
+
+bool IoHandle::worth_trying(Direction direction) noexcept {
+  // acquire: pairs with the release in registration().
+  rt::ReadinessSlot* slot = slot_.load(std::memory_order_acquire);
+  if (!slot) return true;  // never waited: nothing known
+  const int index = static_cast<int>(direction);
+  // acquire: pairs with the poller's release store of the count; the
+  // syscall after this then finds what the counted edges reported.
+  const std::uint32_t edges =
+      slot->edges[index].load(std::memory_order_acquire);
+  if (drained_[index] && edges == seen_[index]) return false;
+  attempt_[index] = edges;
+  drained_[index] = false;
+  return true;
+}
+
+void IoHandle::note_drained(Direction direction) noexcept {
+  // relaxed: only whether worth_trying() recorded a count matters, and it
+  // did so on this thread (or the Use hand-off published it).
+  if (!slot_.load(std::memory_order_relaxed)) return;
+  const int index = static_cast<int>(direction);
+  seen_[index] = attempt_[index];
+  drained_[index] = true;
+}
+
+void IoHandle::note_short_read() noexcept {
+  if (!short_reads_drain_) return;
+  // relaxed: worth_trying()'s acquire load of the count synchronised with
+  // the poller's store that published any flag that count came with; a
+  // flag set later comes with a later count, which ends the wait anyway.
+  rt::ReadinessSlot* slot = slot_.load(std::memory_order_relaxed);
+  if (!slot || slot->exceptional.load(std::memory_order_relaxed)) return;
+  note_drained(Direction::kRead);
 }
 
 bool IoHandle::wait(Direction direction, Deadline deadline, const char* call,
                     WakeHook* hook) {
+  const int index = static_cast<int>(direction);
   rt::Fiber* fiber = rt::current_fiber();
   if (!fiber) {
     const bool ready = poll_wait(direction, deadline);
+    // poll(2) looked at the fd itself: let the next syscall try, whatever
+    // the poller has counted so far.
+    drained_[index] = false;
     if (closed()) throw_closed(call);
     return ready;
   }
-  asio::posix::stream_descriptor& reactor = registration(call);
-  const int index = static_cast<int>(direction);
+  rt::ReadinessSlot& slot = registration(call);
   const std::uint32_t epoch = fiber->begin_park();  // throws an interrupt
-  bool queued = false;
-  try {
-    reactor.async_wait(
-        direction == Direction::kRead
-            ? asio::posix::descriptor_base::wait_read
-            : asio::posix::descriptor_base::wait_write,
-        asio::bind_cancellation_slot(cancel_[index].slot(),
-                                     ReadyHandler{rt::FiberRef(fiber), epoch}));
-    queued = true;
-  } catch (...) {
-    // Out of memory: do not sleep; the caller retries the syscall.
-  }
-  // close() cancels queued waits; ours may have been queued just after.
-  if (!queued || closed()) {
+  // Sleeps unless an edge came after seen_ (then park() returns at once).
+  slot.arm(index, fiber, epoch, seen_[index]);
+  // close() wakes the armed; we may have armed just after it. seq_cst: see
+  // registration().
+  if (state_.load(std::memory_order_seq_cst) & kClosed) {
     fiber->wake(epoch, rt::WakeReason::kNotified, false);
   }
   if (hook) hook->arm(fiber, epoch);
   const rt::WakeReason reason = rt::park_until(fiber, epoch, deadline);
   if (hook) hook->disarm();
-  if (queued && (reason != rt::WakeReason::kNotified || hook)) {
-    // Withdraw our async_wait -- only ours: per-operation cancellation
-    // leaves the other direction's wait queued. If it already completed,
-    // this finds nothing and its late handler is a stale wake.
-    cancel_[index].emit(asio::cancellation_type::terminal);
-  }
+  // Whoever woke us, leave the slot: only our direction.
+  slot.disarm(index, fiber);
+  // Consumes the edges counted so far: the caller's next syscall sees what
+  // they reported. acquire: as in worth_trying().
+  seen_[index] = slot.edges[index].load(std::memory_order_acquire);
+  drained_[index] = false;
   if (reason == rt::WakeReason::kInterrupted) fiber->throw_if_interrupted();
   if (closed()) throw_closed(call);
   return reason != rt::WakeReason::kTimedOut;

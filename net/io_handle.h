@@ -1,62 +1,58 @@
 // IoHandle: one non-blocking file descriptor and its place in a worker's
-// reactor -- the engine under every green socket (TCP, UDP, Unix, listeners,
-// and the transport of TLS streams). Internal to net/.
+// readiness poller -- the engine under every green socket (TCP, UDP, Unix,
+// listeners, and the transport of TLS streams). Internal to net/.
 //
 // How a blocking-looking call works (read_some, say):
 //   1. Try the syscall (recv) on the non-blocking fd. Data is usually there
-//      or buffer space free: no reactor, no allocation, no park.
-//   2. On EAGAIN, wait(): register interest with Asio's reactor
-//      (async_wait(wait_read) on a posix::stream_descriptor bound to the fd),
-//      park the green thread, and let the handler do nothing but wake it.
-//   3. Retry the syscall. Wake-ups may be spurious (the other direction's
-//      cancellation, a close, a readiness edge that another thread consumed):
-//      the syscall is the only judge.
+//      or buffer space free: no poller, no allocation, no park.
+//   2. On EAGAIN, wait(): register the fd with its home worker's
+//      ReadinessPoller (runtime/readiness_poller.h; once, at its first wait,
+//      edge-triggered for both directions), park the green thread in the
+//      fd's slot, and let the poller wake it at the next readiness edge.
+//   3. Retry the syscall. Wake-ups may be spurious (an edge that the
+//      syscall before the park already consumed, a close): the syscall is
+//      the only judge.
+// Edge counts, not flags, make step 2 race-free: a caller that brackets its
+// syscall with worth_trying()/note_drained() parks only until the count
+// moves past the value it read *before* the syscall, so an edge that comes
+// in between is never lost; a caller that does not (accept, UDP) gets Go's
+// rule, one count consumed per wait, at worst one spurious retry. A short
+// read from a TCP socket drained the receive queue (the kernel returns
+// early only then, or at a FIN, an error or an urgent mark -- which the
+// poller flags), so note_short_read() lets the next read park without the
+// recv that would return EAGAIN (the edge-triggered set reports any byte
+// that arrives later).
 //
-// Which io_context owns the fd, and why migration is safe. The fd is
-// registered (epoll_ctl ADD, lazily at the first EAGAIN) with exactly one
-// worker's io_context, its "home": the one passed at construction (serve()
-// spreads accepted clients round-robin over the workers), else the reactor
-// of the worker the green thread runs on at its first wait. It never moves.
-// The green thread using it may migrate between workers at any park; that is
-// safe because
-//   * async_wait() and per-operation cancellation may be called from any
-//     thread: Asio's epoll reactor guards each descriptor's op queues with a
-//     mutex and the io_context's scheduler with another (the workers' hint 1
-//     keeps that locking on); we only ever *read* the descriptor object's
-//     state from two threads at once, after registration() set it up under
-//     our lock (non_blocking(true) there, so no async_wait writes it);
-//   * the completion handler runs on the home worker and only calls
-//     Fiber::wake(epoch) -- thread-safe, and a no-op for a stale epoch -- so
-//     the green thread is queued on the home worker and tends to run where
-//     its socket's events arrive;
-//   * a FiberRef in the handler keeps the Fiber alive for a late completion.
-// Edge-triggered epoll cannot lose the wake-up between our EAGAIN and the
-// registration: for a non-speculative op Asio re-arms the fd with
-// EPOLL_CTL_MOD when it queues the op, and the kernel then reports the fd
-// if it is already ready.
+// Which poller owns the fd, and why migration is safe. The fd is registered
+// with exactly one worker's poller, its "home": the one passed at
+// construction (serve() spreads accepted clients round-robin over the
+// workers), else the poller of the worker the green thread runs on at its
+// first wait. It never moves. The green thread using it may migrate between
+// workers at any park; that is safe because the slot's lock orders the
+// poller's count-and-wake against the waiter's arm/disarm from any thread,
+// and Fiber::wake(epoch) is thread-safe and a no-op for a stale epoch. The
+// woken green thread is queued on the home worker, so it tends to run where
+// its socket's events arrive.
 //
 // Users, and closing while others are blocked (after Go's fdMutex). The
 // state word counts who is inside the fd: at most one reader, at most one
 // writer (a second one is a std::logic_error, not a hang), any number of
 // short control calls (addresses, options). close() may come from any green
 // or OS thread at any time: it marks the handle closed and, if someone is
-// inside, shuts the socket down and cancels the reactor waits so they wake
-// (and throw "closed"); the last one to leave then closes the fd. So an fd
-// number is never closed -- and reused by another socket -- while a call
-// may still pass it to the kernel. Destroying the handle while others use
-// it is still a bug, as for any C++ object.
+// inside, shuts the socket down and wakes the green threads parked in its
+// poller slot (and they throw "closed"); the last one to leave then closes the
+// fd. So an fd number is never closed -- and reused by another socket -- while
+// a call may still pass it to the kernel. Destroying the handle while others
+// use it is still a bug, as for any C++ object.
 //
 // Interrupts and deadlines: wait() parks with park_until(), so kill() and
 // green::Timeout interrupt it and set_timeout() bounds it; either way the
-// pending async_wait is cancelled (only it: per-operation cancellation
-// keeps the other direction's wait) before the interrupt is rethrown or
-// the timeout reported. Nothing was consumed, so the fd stays usable.
+// green thread leaves the slot (only its own direction) before the
+// interrupt is rethrown or the timeout reported. Nothing was consumed, so
+// the fd stays usable.
 #ifndef GREEN_NET_IO_HANDLE_H_
 #define GREEN_NET_IO_HANDLE_H_
 
-#include <asio/cancellation_signal.hpp>
-#include <asio/io_context.hpp>
-#include <asio/posix/stream_descriptor.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -65,6 +61,7 @@
 
 #include "runtime/fiber.h"
 #include "runtime/park.h"
+#include "runtime/readiness_poller.h"
 #include "runtime/spin_lock.h"
 #include "runtime/thread_annotations.h"
 
@@ -109,8 +106,9 @@ class IoHandle {
  public:
   // Adopts `fd`, which must already be non-blocking (SOCK_NONBLOCK).
   // `kind` names the public type in messages ("TcpSocket"). `home`: the
-  // reactor to register with; nullptr: the first waiter's worker.
-  IoHandle(int fd, const char* kind, asio::io_context* home = nullptr) noexcept;
+  // poller to register with; nullptr: the first waiter's worker's.
+  IoHandle(int fd, const char* kind,
+           rt::ReadinessPoller* home = nullptr) noexcept;
   // Closes the fd. No other thread may be inside the handle any more.
   ~IoHandle();
   IoHandle(const IoHandle&) = delete;
@@ -151,11 +149,32 @@ class IoHandle {
     return state_.load(std::memory_order_acquire) & kClosed;
   }
 
+  // Inside a Use, before a syscall in `direction`: false if the last
+  // attempt left the fd drained (note_drained) and no edge came since --
+  // skip the syscall and wait() first. Else remembers the edge count for
+  // note_drained() and returns true.
+  bool worth_trying(Direction direction) noexcept;
+  // After a syscall bracketed by worth_trying() that returned EAGAIN: the
+  // next wait() parks until an edge after that syscall's start.
+  void note_drained(Direction direction) noexcept;
+  // After a read bracketed by worth_trying() that returned fewer bytes than
+  // asked: note_drained(kRead) if this handle's reads prove that (TCP, see
+  // set_short_reads_drain) and no hang-up, error or urgent data was seen.
+  void note_short_read() noexcept;
+  // Before the handle is shared, for a socket known to be plain TCP (made by
+  // connect, accepted from such a listener, or checked at adopt): a short
+  // read that did not reach a FIN, an error or urgent data left the receive
+  // queue empty. Not for other protocols (a Unix stream read also stops at
+  // passed descriptors) nor kernel TLS (it stops at control records). On a
+  // listener: its accepted sockets are plain TCP.
+  void set_short_reads_drain() noexcept { short_reads_drain_ = true; }
+  bool short_reads_drain() const noexcept { return short_reads_drain_; }
+
   // Waits until the fd may be ready for `direction`, inside a Use. From a
   // green thread: parks (see the header comment); from a plain OS thread:
   // poll(2). Returns false if `deadline` passed first. Throws an interrupt
-  // (kill, Timeout) after cancelling the wait, and EBADF if the handle was
-  // closed meanwhile. `hook`, if given, can wake the wait (returns true).
+  // (kill, Timeout) after leaving the poller's slot, and EBADF if the handle
+  // was closed meanwhile. `hook`, if given, can wake the wait (returns true).
   bool wait(Direction direction, Deadline deadline, const char* call,
             WakeHook* hook = nullptr);
 
@@ -193,27 +212,30 @@ class IoHandle {
   // one out of a closed handle closes the fd.
   void leave(std::uint32_t released) noexcept;
   void close_fd() noexcept;
-  // The reactor registration, created on first use.
-  asio::posix::stream_descriptor& registration(const char* call);
+  // The poller registration, created on first use.
+  rt::ReadinessSlot& registration(const char* call);
   bool poll_wait(Direction direction, Deadline deadline);
 
   int fd_;
   const char* const kind_;
-  asio::io_context* const home_;
+  rt::ReadinessPoller* const home_;
   std::atomic<std::uint32_t> state_{0};
   // Nanoseconds; negative: no timeout. Any thread may set it.
   std::atomic<std::int64_t> timeout_ns_{-1};
 
   rt::SpinLock registration_lock_;
-  // Set (release) once reactor_ is constructed; then read-only until the
-  // final close, which only runs with no user inside.
-  std::atomic<bool> registered_{false};
-  // Constructed under registration_lock_ (not GUARDED_BY: read lock-free
-  // once registered_ is set).
-  std::optional<asio::posix::stream_descriptor> reactor_;
-  // Per-direction cancellation of the pending async_wait; each touched
-  // only by the holder of that direction's slot.
-  asio::cancellation_signal cancel_[2];
+  // Set (release) once registered; then fixed until the final close, which
+  // only runs with no user inside. poller_ is written before slot_.
+  std::atomic<rt::ReadinessSlot*> slot_{nullptr};
+  rt::ReadinessPoller* poller_ = nullptr;
+  // Per direction, touched only by the holder of that direction's slot
+  // (Use's acquire/release hands them to the next holder): the edge count
+  // a wait() parks on, the count read by the last worth_trying(), and
+  // whether the last attempt left the fd drained.
+  std::uint32_t seen_[2] = {0, 0};
+  std::uint32_t attempt_[2] = {0, 0};
+  bool drained_[2] = {false, false};
+  bool short_reads_drain_ = false;  // set before the handle is shared
 };
 
 }  // namespace green::net::detail

@@ -129,6 +129,8 @@ Listener Listener::adopt(int fd) {
   std::unique_ptr<detail::IoHandle> io;
   try {
     io = std::make_unique<detail::IoHandle>(fd, "Listener");
+    // Its accepted sockets get the short-read rule only if it is TCP.
+    if (detail::is_plain_tcp(fd)) io->set_short_reads_drain();
   } catch (...) {
     ::close(fd);
     throw;
@@ -137,8 +139,11 @@ Listener Listener::adopt(int fd) {
 }
 
 Accepted Listener::accept() {
-  detail::AcceptedConnection raw = detail::accept_waiting(io("accept"));
-  Accepted accepted{detail::SocketAccess::tcp(raw.fd), Endpoint()};
+  detail::IoHandle& handle = io("accept");
+  detail::AcceptedConnection raw = detail::accept_waiting(handle);
+  Accepted accepted{
+      detail::SocketAccess::tcp(raw.fd, nullptr, handle.short_reads_drain()),
+      Endpoint()};
   raw.copy_peer_to(accepted.peer);
   return accepted;
 }
@@ -178,6 +183,7 @@ Listener listen(const Endpoint& endpoint, const ListenOptions& options) {
   std::unique_ptr<detail::IoHandle> io;
   try {
     io = std::make_unique<detail::IoHandle>(fd, "Listener");
+    io->set_short_reads_drain();  // a TCP listener of ours
   } catch (...) {
     ::close(fd);
     throw;

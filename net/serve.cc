@@ -363,7 +363,8 @@ void serve_loop(IoHandle& listener, ClientMain client_main,
       accepted.fd = *fd;
       if (options.spread_across_workers) {
         accepted.home =
-            &scheduler.worker(next_worker++ % scheduler.worker_count()).io();
+            &scheduler.worker(next_worker++ % scheduler.worker_count())
+                 .poller();
       }
       slot.state = nullptr;
       ClientTicket ticket(state, accepted);  // owns the slot and the fd now

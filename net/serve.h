@@ -38,9 +38,9 @@
 //     queued (ECONNABORTED) are skipped silently.
 //   * Accepted clients are spread over the workers by hand-off, not
 //     SO_REUSEPORT: one green thread accepts, and each new socket is
-//     registered with the next worker's reactor in turn (round-robin). The
+//     registered with the next worker's poller in turn (round-robin). The
 //     handler's green thread starts wherever the scheduler puts it; once it
-//     first waits for I/O, the socket's reactor wakes it on that worker, so
+//     first waits for I/O, the socket's home poller wakes it on that worker, so
 //     connections settle evenly over the workers (work stealing evens out
 //     the rest). One listening socket keeps StopServe and kill simple: no
 //     queued connection is stranded in a per-worker backlog.
@@ -95,8 +95,8 @@ struct ServeOptions {
   // After StopServe: how long running handlers may go on before they are
   // killed.
   std::chrono::nanoseconds stop_grace = std::chrono::seconds(1);
-  // Register accepted sockets with the workers' reactors round-robin
-  // (false: with the reactor of whichever worker first waits on each).
+  // Register accepted sockets with the workers' pollers round-robin
+  // (false: with the poller of whichever worker first waits on each).
   bool spread_across_workers = true;
   // TCP_NODELAY on accepted TCP sockets (ignored for Unix sockets).
   bool nodelay = true;
@@ -111,7 +111,7 @@ struct AcceptedFd {
   int fd = -1;  // owned until a socket takes it (then -1)
   sockaddr_storage address{};
   socklen_t length = 0;
-  asio::io_context* home = nullptr;
+  ::green::detail::ReadinessPoller* home = nullptr;
 };
 
 // Runs the handler for one client; takes accepted.fd (sets it to -1).
@@ -143,12 +143,14 @@ template <typename Handler>
 void serve(Listener& listener, Handler handler, ServeOptions options = {}) {
   const bool nodelay = options.nodelay;
   const auto timeout = options.client_timeout;
+  detail::IoHandle& listening = detail::SocketAccess::io(listener, "serve");
+  const bool plain_tcp = listening.short_reads_drain();
   detail::serve_loop(
-      detail::SocketAccess::io(listener, "serve"),
-      [handler = std::move(handler), nodelay,
-       timeout](detail::AcceptedFd& accepted) mutable {
+      listening,
+      [handler = std::move(handler), nodelay, timeout,
+       plain_tcp](detail::AcceptedFd& accepted) mutable {
         TcpSocket socket = detail::SocketAccess::tcp(
-            std::exchange(accepted.fd, -1), accepted.home);
+            std::exchange(accepted.fd, -1), accepted.home, plain_tcp);
         if (nodelay) socket.set_nodelay(true);
         if (timeout) socket.set_timeout(timeout);
         Endpoint peer;

@@ -37,32 +37,50 @@ class CallDeadline {
   bool known_ = false;
 };
 
+void wait_or_throw(IoHandle& io, Direction direction, CallDeadline& deadline,
+                   const char* call) {
+  if (!io.wait(direction, deadline.get(), call)) io.throw_timeout(call);
+}
+
+// Stream sockets (TCP, Unix). On TCP a read shorter than asked emptied the
+// receive queue (io_handle.h, note_short_read), so the next read parks
+// without first paying for a recv that would return EAGAIN; data that
+// arrives later is a new edge for the poller.
 std::size_t recv_some(IoHandle& io, void* data, std::size_t size,
                       CallDeadline& deadline, const char* call) {
   for (;;) {
+    if (!io.worth_trying(Direction::kRead)) {
+      wait_or_throw(io, Direction::kRead, deadline, call);
+      continue;
+    }
     const ssize_t n = ::recv(io.fd(), data, size, 0);
-    if (n >= 0) return static_cast<std::size_t>(n);
+    if (n >= 0) {
+      if (n > 0 && static_cast<std::size_t>(n) < size) io.note_short_read();
+      return static_cast<std::size_t>(n);
+    }
     const int error = errno;
     if (error == EINTR) continue;
     if (error != EAGAIN && error != EWOULDBLOCK) io.throw_error(error, call);
-    if (!io.wait(Direction::kRead, deadline.get(), call)) {
-      io.throw_timeout(call);
-    }
+    io.note_drained(Direction::kRead);
+    wait_or_throw(io, Direction::kRead, deadline, call);
   }
 }
 
 std::size_t send_some(IoHandle& io, const void* data, std::size_t size,
                       CallDeadline& deadline, const char* call) {
   for (;;) {
+    if (!io.worth_trying(Direction::kWrite)) {
+      wait_or_throw(io, Direction::kWrite, deadline, call);
+      continue;
+    }
     // MSG_NOSIGNAL: a reset peer is an EPIPE exception, not SIGPIPE.
     const ssize_t n = ::send(io.fd(), data, size, MSG_NOSIGNAL);
     if (n >= 0) return static_cast<std::size_t>(n);
     const int error = errno;
     if (error == EINTR) continue;
     if (error != EAGAIN && error != EWOULDBLOCK) io.throw_error(error, call);
-    if (!io.wait(Direction::kWrite, deadline.get(), call)) {
-      io.throw_timeout(call);
-    }
+    io.note_drained(Direction::kWrite);
+    wait_or_throw(io, Direction::kWrite, deadline, call);
   }
 }
 
@@ -115,15 +133,31 @@ void write_all(IoHandle& io, const void* data, std::size_t size,
   }
 }
 
-TcpSocket SocketAccess::tcp(int fd, asio::io_context* home) {
+TcpSocket SocketAccess::tcp(int fd, ::green::detail::ReadinessPoller* home,
+                            bool plain_tcp) {
   std::unique_ptr<IoHandle> io;
   try {
     io = std::make_unique<IoHandle>(fd, "TcpSocket", home);
+    if (plain_tcp) io->set_short_reads_drain();
   } catch (...) {
     ::close(fd);
     throw;
   }
   return TcpSocket(std::move(io));
+}
+
+bool is_plain_tcp(int fd) noexcept {
+  int protocol = 0;
+  socklen_t length = sizeof protocol;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) != 0 ||
+      protocol != IPPROTO_TCP) {
+    return false;
+  }
+  char upper_layer[16] = {};
+  length = sizeof upper_layer;
+  // TCP_ULP names an upper-layer protocol ("tls"); empty for plain TCP.
+  return ::getsockopt(fd, IPPROTO_TCP, TCP_ULP, upper_layer, &length) == 0 &&
+         upper_layer[0] == '\0';
 }
 
 void make_non_blocking(int fd, const char* call) {
@@ -221,7 +255,7 @@ int StreamSocket::native_handle() const {
 
 TcpSocket TcpSocket::adopt(int fd) {
   detail::make_non_blocking(fd, "green::net::TcpSocket::adopt");
-  return detail::SocketAccess::tcp(fd);
+  return detail::SocketAccess::tcp(fd, nullptr, detail::is_plain_tcp(fd));
 }
 
 Endpoint TcpSocket::local_endpoint() const {

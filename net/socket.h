@@ -6,9 +6,9 @@
 //   std::size_t n = s.read_some(buffer, sizeof buffer);  // 0: peer closed
 //
 // Calls look blocking and block only the calling green thread: each tries
-// the syscall on the non-blocking fd first and parks on the worker's reactor
-// only when the kernel says EAGAIN (net/io_handle.h has the design, and
-// which io_context owns a socket). From a plain OS thread the same calls
+// the syscall on the non-blocking fd first and parks in the worker's readiness
+// poller only when the kernel says EAGAIN (net/io_handle.h has the design, and
+// which worker owns a socket). From a plain OS thread the same calls
 // block that thread in poll(2).
 //
 // Concurrency: one green thread may read while another writes (full
@@ -156,16 +156,22 @@ void write_all(IoHandle& io, const void* data, std::size_t size,
 // Builds sockets around fds (which they then own) for listen/connect/
 // accept/serve without widening the public constructors.
 struct SocketAccess {
-  static TcpSocket tcp(int fd, asio::io_context* home = nullptr);
+  // `plain_tcp`: see IoHandle::set_short_reads_drain.
+  static TcpSocket tcp(int fd, ::green::detail::ReadinessPoller* home = nullptr,
+                       bool plain_tcp = false);
   static IoHandle& io(StreamSocket& socket, const char* call) {
     return socket.io(call);
   }
   static IoHandle& io(Listener& listener, const char* call);
   static Listener listener(std::unique_ptr<IoHandle> io);
-  static UnixStream unix_stream(int fd, asio::io_context* home = nullptr);
+  static UnixStream unix_stream(
+      int fd, ::green::detail::ReadinessPoller* home = nullptr);
   static IoHandle& io(UnixListener& listener, const char* call);
 };
 
+// Whether `fd` is a TCP socket with no upper-layer protocol (kernel TLS):
+// one whose short reads drain its receive queue.
+bool is_plain_tcp(int fd) noexcept;
 // Sets O_NONBLOCK on an adopted fd; throws naming `call`.
 void make_non_blocking(int fd, const char* call);
 // getsockopt/setsockopt of an int option, throwing naming `call`.

@@ -18,7 +18,8 @@
 namespace green::net {
 namespace detail {
 
-UnixStream SocketAccess::unix_stream(int fd, asio::io_context* home) {
+UnixStream SocketAccess::unix_stream(int fd,
+                                     ::green::detail::ReadinessPoller* home) {
   std::unique_ptr<IoHandle> io;
   try {
     io = std::make_unique<IoHandle>(fd, "UnixStream", home);

@@ -4,7 +4,6 @@
 #include <cxxabi.h>
 
 #include <asio/post.hpp>
-#include <asio/steady_timer.hpp>
 #include <cstdio>
 #include <utility>
 
@@ -58,12 +57,12 @@ Worker::Worker(Scheduler& scheduler, std::size_t index, std::size_t stack_size)
       stack_size_(stack_size),
       io_(1),  // one thread runs it: Asio may skip some locking on its own
                // thread, and still locks for posts from other threads
+      poller_(io_),
       random_(static_cast<unsigned>(index * 7919 + 1)) {
+  // poller_'s construction made Asio create its reactor (epoll, eventfd and
+  // timerfd descriptors) and the poller's epoll set: a process at its
+  // descriptor limit fails here, at start, not in the middle of a park.
   work_guard_.emplace(io_.get_executor());
-  // Asio creates a reactor (epoll, eventfd and timerfd descriptors) on its
-  // first timer or socket. Do it now, so that a process at its descriptor
-  // limit fails here, at start, and not in the middle of a park.
-  asio::steady_timer create_reactor(io_);
 }
 
 Worker::~Worker() { join(); }
@@ -146,10 +145,12 @@ void Worker::loop() {
   }
 }
 
-std::size_t Worker::poll_reactor() noexcept {
+std::size_t Worker::poll_reactor(bool with_asio) noexcept {
   // Timers first: their wakes queue behind the ones already runnable.
   std::size_t events =
       timers_.empty() ? 0 : timers_.expire(std::chrono::steady_clock::now());
+  events += poller_.poll();
+  if (!with_asio) return events;
   try {
     return events + io_.poll();
   } catch (const std::exception& e) {
@@ -161,11 +162,12 @@ std::size_t Worker::poll_reactor() noexcept {
 
 void Worker::poll_reactor_behind_queued_work() noexcept {
   if (run_queue_.empty() && scheduler_.global_queue().empty()) {
-    poll_reactor();  // Nothing waits: the wakes may go straight to the ring.
+    // Nothing waits: the wakes may go straight to the ring.
+    poll_reactor(/*with_asio=*/true);
     return;
   }
   batching_wakes_ = true;
-  poll_reactor();
+  poll_reactor(/*with_asio=*/true);
   batching_wakes_ = false;
   if (wake_batch_first_ == nullptr) return;
   scheduler_.global_queue().push_batch(wake_batch_first_, wake_batch_last_);
@@ -226,7 +228,7 @@ Fiber* Worker::find_runnable() noexcept {
   }
   if (Fiber* fiber = run_queue_.pop()) return fiber;
   if (Fiber* fiber = take_from_global()) return fiber;
-  if (poll_reactor() > 0) {
+  if (poll_reactor(/*with_asio=*/false) > 0) {
     if (Fiber* fiber = run_queue_.pop()) return fiber;
   }
   if (!spinning_) spinning_ = scheduler_.begin_spinning();
@@ -261,7 +263,15 @@ void Worker::park() {
     return;
   }
   try {
-    if (const auto earliest = timers_.earliest()) {
+    auto earliest = timers_.earliest();
+    if (!poller_.prepare_to_park()) {
+      // Out of memory for the poller's wait: sleep 1 ms at most, so that
+      // socket edges are still noticed, if late.
+      const auto soon =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(1);
+      if (!earliest || soon < *earliest) earliest = soon;
+    }
+    if (earliest) {
       io_.run_one_until(*earliest);  // epoll_wait's timeout: no timerfd
     } else {
       io_.run_one();

@@ -17,8 +17,10 @@
 //      half of a random victim's ring (while spinning), then park.
 // Parking blocks in io_context::run_one(), or run_one_until() the earliest
 // deadline in the worker's TimerHeap, so a socket or a timer still wakes a
-// parked worker; other threads wake it by posting to it. Every poll of the
-// reactor also expires due timers.
+// parked worker; other threads wake it by posting to it. Green sockets are
+// not Asio's: they wait in the worker's ReadinessPoller (an epoll set whose
+// own descriptor sits in Asio's while the worker is parked). Every poll of
+// the reactor also expires due timers and drains that poller.
 //
 // Trap designed out (1): a green thread is never resumed from inside an Asio
 // completion handler. Handlers only make fibers runnable (push them onto
@@ -45,6 +47,7 @@
 
 #include "runtime/block_cache.h"
 #include "runtime/fiber.h"
+#include "runtime/readiness_poller.h"
 #include "runtime/run_queue.h"
 #include "runtime/stack_pool.h"
 #include "runtime/timer_heap.h"
@@ -66,6 +69,8 @@ class Worker {
   std::size_t index() const noexcept { return index_; }
   Scheduler& scheduler() const noexcept { return scheduler_; }
   asio::io_context& io() noexcept { return io_; }
+  // The epoll set of the green sockets whose home is this worker.
+  ReadinessPoller& poller() noexcept { return poller_; }
   RunQueue<Fiber>& run_queue() noexcept { return run_queue_; }
 
   // --- Called only on this worker's thread. ---
@@ -166,7 +171,11 @@ class Worker {
   Fiber* steal() noexcept;
   void park();
   void run(Fiber* fiber) noexcept;
-  std::size_t poll_reactor() noexcept;
+  // Expires due timers and collects socket readiness; with `with_asio`,
+  // also runs the io_context's ready handlers (resolver results: rare, so
+  // the idle-path poll skips that second epoll_wait and leaves them to the
+  // periodic poll and to park()).
+  std::size_t poll_reactor(bool with_asio) noexcept;
   // The periodic poll of step 2, with its wakes sent to the global queue.
   void poll_reactor_behind_queued_work() noexcept;
 
@@ -176,6 +185,7 @@ class Worker {
   asio::io_context io_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
       work_guard_;
+  ReadinessPoller poller_;  // after io_: its descriptor lives in io_
   RunQueue<Fiber> run_queue_;
   TimerHeap timers_;
   std::unique_ptr<StackPool> stack_pool_;  // created on the worker thread

@@ -13,12 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <asio/steady_timer.hpp>
 #include <cstdlib>
 #include <optional>
-
-#include "runtime/scheduler.h"
-#include "runtime/worker.h"
 
 namespace green::testing {
 
@@ -34,16 +30,12 @@ inline int highest_open_fd() {
   return highest;
 }
 
-// In the child's main green thread: gives every worker its Asio reactor
-// (3 descriptors, made on a worker's first timer or socket; see the net
-// README) and then lowers RLIMIT_NOFILE so that only `room` more
-// descriptors fit. False if the limit cannot be set.
+// In the child's main green thread (every worker already holds its reactor
+// descriptors -- Asio's epoll, eventfd and timerfd, and the readiness
+// poller's epoll set -- made when the worker was constructed): lowers
+// RLIMIT_NOFILE so that only `room` more descriptors fit. False if the
+// limit cannot be set.
 inline bool leave_descriptor_room(int room) {
-  green::detail::Scheduler& scheduler =
-      green::detail::current_worker()->scheduler();
-  for (std::size_t i = 0; i < scheduler.worker_count(); ++i) {
-    asio::steady_timer warm_up(scheduler.worker(i).io());
-  }
   rlimit limit;
   ::getrlimit(RLIMIT_NOFILE, &limit);
   limit.rlim_cur = highest_open_fd() + 1 + room;
