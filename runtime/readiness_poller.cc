@@ -171,12 +171,14 @@ ReadinessSlot* ReadinessPoller::add(int fd) {
     slot_table().recycle(slot);
     throw std::system_error(error, std::system_category());
   }
+  registered_.fetch_add(1, std::memory_order_relaxed);  // see the header
   return slot;
 }
 
 void ReadinessPoller::remove(int fd, ReadinessSlot* slot) noexcept {
   epoll_event unused{};  // non-null for kernels before 2.6.9
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, &unused);
+  registered_.fetch_sub(1, std::memory_order_relaxed);  // see the header
   {
     std::lock_guard<SpinLock> guard(slot->lock);
     // From now on events already collected for this fd are dropped.
@@ -187,6 +189,7 @@ void ReadinessPoller::remove(int fd, ReadinessSlot* slot) noexcept {
 }
 
 std::size_t ReadinessPoller::poll() noexcept {
+  if (registered_.load(std::memory_order_relaxed) == 0) return 0;
   epoll_event events[kEventsPerPoll];
   const int count = ::epoll_wait(epoll_fd_, events, kEventsPerPoll, 0);
   std::size_t woken = 0;

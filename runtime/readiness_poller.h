@@ -111,6 +111,11 @@ class ReadinessPoller {
   static constexpr int kEventsPerPoll = 128;
 
   int epoll_fd_;
+  // Sockets registered now. poll() skips its epoll_wait while none is, so
+  // workloads without sockets pay no syscall when a worker runs dry.
+  // relaxed: a hint; a registration poll() misses is caught by the next
+  // poll or by the async_wait that park() keeps on the set.
+  std::atomic<std::size_t> registered_{0};
   asio::posix::stream_descriptor descriptor_;
   // An async_wait on descriptor_ is queued. Owner thread only.
   bool armed_ = false;
