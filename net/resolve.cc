@@ -125,7 +125,8 @@ std::vector<Endpoint> resolve(std::string_view host, std::uint16_t port,
     lookup->waiter = nullptr;
     const bool done = lookup->done;
     lock.unlock();
-    if (reason == rt::WakeReason::kInterrupted) {
+    if (reason == rt::WakeReason::kInterrupted &&
+        !rt::Fiber::interrupts_deferred()) {
       resolver.cancel();
       fiber->throw_if_interrupted();
     } else if (reason == rt::WakeReason::kTimedOut && !done) {

@@ -110,12 +110,15 @@ bool Fiber::begin_park_holding_lock(std::uint32_t& epoch) noexcept {
   // capture, both of which order them after this store.
   std::uint64_t s = state_.load(std::memory_order_relaxed);
   for (;;) {
-    if (s & kInterruptPending) return false;  // raise_interrupt() throws it
+    // raise_interrupt() throws it -- unless it must stay pending (a
+    // destructor running during unwinding): then this park goes ahead
+    // with the bit kept, and a later interrupt still wakes it.
+    if ((s & kInterruptPending) && !interrupts_deferred()) return false;
     assert((s & kPhaseMask) == kRunning);
     epoch = epoch_of(s) + 1;
     const std::uint64_t parking =
-        (static_cast<std::uint64_t>(epoch) << kEpochShift) | (s & kStarted) |
-        kParking;
+        (static_cast<std::uint64_t>(epoch) << kEpochShift) |
+        (s & (kStarted | kInterruptPending)) | kParking;
     if (state_.compare_exchange_weak(s, parking, std::memory_order_relaxed,
                                      std::memory_order_relaxed)) {
       return true;
@@ -318,6 +321,7 @@ void Fiber::throw_if_interrupted() {
   // acquire: pairs with the acq_rel CAS in post_interrupt(); the payload
   // itself is read under lock_ below.
   if (!(state_.load(std::memory_order_acquire) & kInterruptPending)) return;
+  if (interrupts_deferred()) return;  // see fiber.h: no throw mid-unwinding
   std::exception_ptr exception;
   {
     std::lock_guard<SpinLock> guard(lock_);

@@ -115,8 +115,22 @@ class Fiber {
   // Switches to the worker; returns once woken. Never throws: the caller
   // decides what an interrupt means after cleaning up (see WaitList).
   WakeReason park() noexcept;
-  // Throws the pending interrupt, if any (kill, Timeout).
+  // Throws the pending interrupt, if any (kill, Timeout) -- except while
+  // an exception unwinds this green thread's stack (interrupts_deferred()):
+  // then it stays pending and the call returns.
   void throw_if_interrupted();
+  // Whether an interrupt would be kept pending rather than thrown now: an
+  // exception is unwinding the green thread's stack (std::uncaught_-
+  // exceptions() is per green thread), so a destructor is running, and a
+  // throw from a blocking call inside it would call std::terminate. The
+  // destructor's waits then work as waits; an interrupt wakes them early
+  // (a spurious wake-up for their callers), and is raised at the first
+  // blocking point after the unwinding ends -- or dropped, if the green
+  // thread ends first. C++ cannot have two exceptions in flight in one
+  // frame, where Python (Eventlet) would replace the first.
+  static bool interrupts_deferred() noexcept {
+    return std::uncaught_exceptions() > 0;
+  }
   // Gives up the worker for a moment: back of the run queue.
   void yield() noexcept;
   // Joins the registry that shutdown sweeps (scheduler.h) at the first

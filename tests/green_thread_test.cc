@@ -620,3 +620,77 @@ TEST_CASE("a green thread may block inside a catch block and rethrow",
       },
       with_workers(workers));
 }
+
+namespace {
+
+// Blocks in its destructor: the shape of RAII that flushes, returns a
+// connection to a pool or says goodbye when its scope is unwound.
+struct BlocksWhenDestroyed {
+  std::chrono::milliseconds block_for;
+  green::Event<void>* entered = nullptr;
+  std::atomic<bool>* finished = nullptr;
+  ~BlocksWhenDestroyed() {
+    if (entered) entered->send();
+    green::sleep(block_for);  // a blocking point during unwinding
+    if (finished) *finished = true;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a kill during unwinding waits for the destructor, not terminate",
+          "[green_thread]") {
+  const std::size_t workers = GENERATE(1, 2);
+  std::atomic<bool> finished{false};
+  green::run(
+      [&] {
+        green::Event<void> entered;
+        auto target = green::spawn([&] {
+          BlocksWhenDestroyed guard{10s, &entered, &finished};
+          green::sleep(10s);  // the first kill lands here
+        });
+        green::sleep(10ms);
+        target.kill();  // returns once GreenletExit was raised
+        entered.wait();
+        // The target now unwinds, blocked in a destructor. A throw there
+        // would call std::terminate; the second kill wakes the wait early
+        // instead, and the destructor finishes.
+        const auto start = Clock::now();
+        target.kill();
+        CHECK(Clock::now() - start < 5s);
+        CHECK_THROWS_AS(target.wait(), green::GreenletExit);
+      },
+      with_workers(workers));
+  CHECK(finished.load());
+}
+
+TEST_CASE("a Timeout that expires during unwinding goes with its scope",
+          "[green_thread][timeout]") {
+  green::run([] {
+    bool caught = false;
+    try {
+      green::Timeout timeout(20ms);
+      BlocksWhenDestroyed slow{2s};  // destroyed first, while it fires
+      throw std::runtime_error("unwinding");
+    } catch (const std::runtime_error& e) {
+      caught = std::string(e.what()) == "unwinding";
+    }
+    CHECK(caught);
+    // The Timeout's scope ended: nothing of it is raised later.
+    CHECK_NOTHROW(green::sleep(50ms));
+  });
+}
+
+TEST_CASE("shutdown's repeated kills spare a destructor that blocks",
+          "[green_thread]") {
+  std::atomic<bool> finished{false};
+  green::run([&] {
+    green::spawn_n([&] {
+      // Blocks longer than shutdown's 100 ms between kills.
+      BlocksWhenDestroyed guard{10s, nullptr, &finished};
+      green::sleep(10s);
+    });
+    green::sleep(10ms);
+  });  // main returns: shutdown kills the other green thread, then again
+  CHECK(finished.load());
+}
