@@ -198,6 +198,25 @@ bool is_pending(TimeoutState& state) GREEN_NO_THREAD_SAFETY_ANALYSIS {
 }
 
 }  // namespace
+
+bool is_live_timeout_exception(const std::exception_ptr& exception)
+    GREEN_NO_THREAD_SAFETY_ANALYSIS {
+  Fiber* fiber = current_fiber();
+  if (!fiber || !exception) return false;
+  TimeoutChain& chain = *current_chain(fiber);
+  SpinGuard guard(chain.lock);
+  for (const TimeoutState* state = chain.innermost; state;
+       state = state->outer) {
+    // The guard is alive while its state is linked here, so its exception
+    // may be read (see TimeoutState::exception). Same object: the runtime
+    // rethrows the posted exception_ptr itself, no copy.
+    if (state->phase == TimeoutPhase::kFired &&
+        *state->exception == exception) {
+      return true;
+    }
+  }
+  return false;
+}
 }  // namespace detail
 
 Timeout::Timeout(std::optional<std::chrono::nanoseconds> duration)

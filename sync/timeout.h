@@ -133,10 +133,16 @@ class Timeout::Expired final : public Timeout {
 };
 
 namespace detail {
+// Whether `exception` is the object that a live Timeout of the calling
+// green thread (one created with a custom exception, say) threw: inside
+// that Timeout's scope it belongs to the Timeout, whatever its type.
+bool is_live_timeout_exception(const std::exception_ptr& exception);
+
 // For a catch (...) that must not swallow an interrupt: rethrows the
-// exception being handled if it is a kill (GreenletExit) or a
-// green::Timeout -- those belong to the green thread, not to the code
-// that caught them -- and returns otherwise. Call only inside a handler.
+// exception being handled if it is a kill (GreenletExit), a green::Timeout
+// or the custom exception of a Timeout still in scope -- those belong to
+// the green thread, not to the code that caught them -- and returns
+// otherwise. Call only inside a handler.
 inline void rethrow_if_interrupt() {
   try {
     throw;
@@ -145,6 +151,7 @@ inline void rethrow_if_interrupt() {
   } catch (const Timeout&) {
     throw;
   } catch (...) {
+    if (is_live_timeout_exception(std::current_exception())) throw;
   }
 }
 }  // namespace detail

@@ -185,6 +185,36 @@ TEST_CASE("pool: a full pool runs its own members' spawns inline", "[pool]") {
       with_workers(workers));
 }
 
+TEST_CASE("pool: an inline spawn lets a custom-exception Timeout through",
+          "[pool]") {
+  // The Timeout belongs to the member that armed it: its exception, here a
+  // std::runtime_error, must not be kept as the inline item's result.
+  green::run([] {
+    green::GreenPool pool(1);
+    auto member = pool.spawn([&] {
+      green::Timeout t(10ms, std::runtime_error("deadline"));
+      try {
+        auto inline_item = pool.spawn([] {
+          green::sleep(5s);
+          return 1;
+        });
+        return std::string("not interrupted");
+      } catch (const std::runtime_error& e) {
+        return std::string(e.what());
+      }
+    });
+    CHECK(member.wait() == "deadline");
+    // Outside any Timeout's scope the same type is an ordinary error.
+    auto failing = pool.spawn([&] {
+      auto inner = pool.spawn(
+          []() -> int { throw std::runtime_error("the item's own"); });
+      CHECK_THROWS_WITH(inner.wait(), "the item's own");
+      return 1;
+    });
+    CHECK(failing.wait() == 1);
+  });
+}
+
 TEST_CASE("pool: waitall from a member is a clear error", "[pool]") {
   green::run([] {
     green::GreenPool p;
