@@ -291,6 +291,16 @@ struct TlsStream::Impl {
       if (!wait) return;
       rt::Waiter waiter;
       rt::block_on(flush_waiters_, lock, waiter);  // interruptible
+      // The flusher we waited for failed and dropped everything pending,
+      // our bytes included: they were not sent, so say so (returning
+      // would report a write that never happened).
+      if (write_broken_) {
+        throw TlsError(
+            asio::error::make_error_code(asio::error::broken_pipe),
+            std::string("green::net::TlsStream::") + call +
+                ": another green thread's write on this stream failed "
+                "while this one waited to send; its data was not sent");
+      }
     }
     flushing_ = true;
     for (;;) {
