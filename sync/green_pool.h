@@ -168,9 +168,12 @@ class GreenPool {
     auto fn =
         detail::bind_call(std::forward<F>(f), std::forward<Args>(args)...);
     if (!acquire_slot()) return run_inline<R>(std::move(fn));
+    // Holds the slot until it is shared, so that a bad_alloc below gives
+    // it back instead of shrinking the pool for good.
+    detail::PoolSlot held(state_);
     // Shared by the member's wrapper (releases as the function ends) and a
     // link callback (releases if it never started: killed first).
-    auto slot = std::make_shared<detail::PoolSlot>(state_);
+    auto slot = std::make_shared<detail::PoolSlot>(std::move(held));
     GreenThread<R> thread = green::spawn(
         options,
         [slot, pool = state_.get(), fn = std::move(fn)]() mutable -> R {
