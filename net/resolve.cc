@@ -126,7 +126,7 @@ std::vector<Endpoint> resolve(std::string_view host, std::uint16_t port,
     const bool done = lookup->done;
     lock.unlock();
     if (reason == rt::WakeReason::kInterrupted &&
-        !rt::Fiber::interrupts_deferred()) {
+        !fiber->interrupts_deferred()) {
       resolver.cancel();
       fiber->throw_if_interrupted();
     } else if (reason == rt::WakeReason::kTimedOut && !done) {

@@ -126,6 +126,14 @@ bool Fiber::begin_park_holding_lock(std::uint32_t& epoch) noexcept {
   }
 }
 
+Fiber::DeferInterrupts::DeferInterrupts() noexcept : fiber_(current_fiber()) {
+  if (fiber_) ++fiber_->defer_depth_;
+}
+
+Fiber::DeferInterrupts::~DeferInterrupts() {
+  if (fiber_) --fiber_->defer_depth_;
+}
+
 void Fiber::raise_interrupt() {
   if (std::exchange(kill_owed_, false)) request_kill();
   throw_if_interrupted();

@@ -128,9 +128,24 @@ class Fiber {
   // blocking point after the unwinding ends -- or dropped, if the green
   // thread ends first. C++ cannot have two exceptions in flight in one
   // frame, where Python (Eventlet) would replace the first.
-  static bool interrupts_deferred() noexcept {
-    return std::uncaught_exceptions() > 0;
+  // Also inside a DeferInterrupts scope.
+  bool interrupts_deferred() const noexcept {
+    return defer_depth_ > 0 || std::uncaught_exceptions() > 0;
   }
+  // Defers the calling green thread's interrupts (as above) for a scope
+  // that must not be cut short: Condition re-taking the user's lock, which
+  // std::condition_variable promises is held however wait() ends. A no-op
+  // on a plain thread. Not for long waits: a kill waits for it too.
+  class DeferInterrupts {
+   public:
+    DeferInterrupts() noexcept;
+    ~DeferInterrupts();
+    DeferInterrupts(const DeferInterrupts&) = delete;
+    DeferInterrupts& operator=(const DeferInterrupts&) = delete;
+
+   private:
+    Fiber* const fiber_;
+  };
   // Gives up the worker for a moment: back of the run queue.
   void yield() noexcept;
   // Joins the registry that shutdown sweeps (scheduler.h) at the first
@@ -308,6 +323,7 @@ class Fiber {
   bool interrupt_raised_ = false;  // release kill waiters at next park/end
   bool registered_ = false;        // in the scheduler's registry
   bool kill_owed_ = false;         // begin_park_holding_lock() saw shutdown
+  std::uint8_t defer_depth_ = 0;   // DeferInterrupts scopes open
   SpinLock lock_;
   bool interrupt_is_kill_ GREEN_GUARDED_BY(lock_) = false;
   // The function has ended and its result is stored; links may be running

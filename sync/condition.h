@@ -115,14 +115,25 @@ class Condition {
       reason = detail::block_on_handoff(waiters_, lock.get(), waiter, deadline);
     } catch (...) {
       // Interrupted (kill, Timeout); block_on_handoff released lock_.
-      user.lock();
+      relock(user);
       throw;
     }
     if (lock.get().owns_lock()) lock.unlock();  // timed out: still ours
-    user.lock();
+    relock(user);
     return reason == detail::WakeReason::kNotified || !detail::expired(deadline)
                ? std::cv_status::no_timeout
                : std::cv_status::timeout;
+  }
+
+  // The user's lock is held again however wait() ends, as for
+  // std::condition_variable: a kill or Timeout that comes while the lock
+  // (a green::Lock, say) blocks must not cut this short -- the caller's
+  // unique_lock would then "own" a lock it does not hold. It stays pending
+  // and is raised at the next blocking point.
+  template <typename L>
+  static void relock(std::unique_lock<L>& user) {
+    detail::Fiber::DeferInterrupts defer;
+    user.lock();
   }
 
   detail::SpinLock lock_;

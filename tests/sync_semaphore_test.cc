@@ -331,6 +331,45 @@ TEST_CASE("condition: killed in wait() it still re-locks", "[condition]") {
       with_workers(workers));
 }
 
+TEST_CASE("condition: a kill while wait() re-takes a held lock waits for it",
+          "[condition]") {
+  // Notified, the waiter must take the user's lock again, and here another
+  // green thread holds it; a kill that lands then must not make wait()
+  // throw without the lock (its unique_lock would then release a lock it
+  // does not hold -- someone else's). It returns holding the lock, and the
+  // kill is raised at its next blocking point.
+  const std::size_t workers = GENERATE(1, 2);
+  green::run(
+      [] {
+        green::Lock mu;
+        green::Condition cond;
+        std::atomic<bool> returned_with_lock{false};
+        green::Event<void> waiting;
+        auto waiter = green::spawn([&] {
+          std::unique_lock<green::Lock> hold(mu);
+          waiting.send();
+          cond.wait(hold);  // re-locking blocks behind main
+          returned_with_lock = hold.owns_lock() && mu.locked();
+          green::sleep(10s);  // the kill is raised here
+        });
+        waiting.wait();
+        {
+          std::lock_guard<green::Lock> guard(mu);  // wait() let go of it
+          cond.notify_one();
+          green::sleep(20ms);  // the waiter now blocks re-taking `mu`
+          waiter.kill_async();
+          green::sleep(20ms);
+        }
+        CHECK_THROWS_AS(waiter.wait(), green::GreenletExit);
+        CHECK(returned_with_lock.load());
+        // Exactly one unlock each: the lock is free, and takes one owner.
+        CHECK(mu.try_lock());
+        CHECK_FALSE(mu.try_lock());
+        mu.unlock();
+      },
+      with_workers(workers));
+}
+
 TEST_CASE("condition: works with std::mutex between OS threads",
           "[condition]") {
   std::mutex mu;
