@@ -125,8 +125,7 @@ std::vector<Endpoint> resolve(std::string_view host, std::uint16_t port,
     lookup->waiter = nullptr;
     const bool done = lookup->done;
     lock.unlock();
-    if (reason == rt::WakeReason::kInterrupted &&
-        !fiber->interrupts_deferred()) {
+    if (reason == rt::WakeReason::kInterrupted && fiber->interrupt_raisable()) {
       resolver.cancel();
       fiber->throw_if_interrupted();
     } else if (reason == rt::WakeReason::kTimedOut && !done) {

@@ -113,12 +113,12 @@ bool Fiber::begin_park_holding_lock(std::uint32_t& epoch) noexcept {
     // raise_interrupt() throws it -- unless it must stay pending (a
     // destructor running during unwinding): then this park goes ahead
     // with the bit kept, and a later interrupt still wakes it.
-    if ((s & kInterruptPending) && !interrupts_deferred()) return false;
+    if ((s & kInterruptPending) && !deferred(s)) return false;
     assert((s & kPhaseMask) == kRunning);
     epoch = epoch_of(s) + 1;
     const std::uint64_t parking =
         (static_cast<std::uint64_t>(epoch) << kEpochShift) |
-        (s & (kStarted | kInterruptPending)) | kParking;
+        (s & (kStarted | kInterruptPending | kRaiseDepthMask)) | kParking;
     if (state_.compare_exchange_weak(s, parking, std::memory_order_relaxed,
                                      std::memory_order_relaxed)) {
       return true;
@@ -269,7 +269,10 @@ void Fiber::enqueue(bool as_next) noexcept {
 }
 
 bool Fiber::post_interrupt(std::exception_ptr exception, bool is_kill,
-                           bool only_if_not_started) {
+                           bool only_if_not_started, unsigned depth) {
+  if (is_kill) depth = 0;  // a kill belongs to the green thread itself
+  const std::uint64_t depth_bits =
+      static_cast<std::uint64_t>(std::min(depth, 15u)) << kRaiseDepthShift;
   if (result_ready_) return false;  // ended: nothing left to interrupt
   if (interrupt_ && interrupt_is_kill_ && !is_kill) return false;  // kill wins
   std::uint64_t s = state_.load(std::memory_order_relaxed);
@@ -277,7 +280,8 @@ bool Fiber::post_interrupt(std::exception_ptr exception, bool is_kill,
   for (;;) {
     if (only_if_not_started && (s & kStarted)) return false;
     phase = s & kPhaseMask;
-    std::uint64_t next = s | kInterruptPending;
+    std::uint64_t next =
+        (s & ~kRaiseDepthMask) | kInterruptPending | depth_bits;
     if (s & kClaimed) {
       // A claimed wake is under way: the fiber raises the interrupt at its
       // next blocking point; its claimer makes it runnable.
@@ -301,9 +305,10 @@ bool Fiber::post_interrupt(std::exception_ptr exception, bool is_kill,
   return true;
 }
 
-void Fiber::interrupt(std::exception_ptr exception, bool is_kill) {
+void Fiber::interrupt(std::exception_ptr exception, bool is_kill,
+                      unsigned depth) {
   std::lock_guard<SpinLock> guard(lock_);
-  post_interrupt(std::move(exception), is_kill, false);
+  post_interrupt(std::move(exception), is_kill, false, depth);
 }
 
 void Fiber::request_kill() {
@@ -329,10 +334,12 @@ void Fiber::throw_if_interrupted() {
   // acquire: pairs with the acq_rel CAS in post_interrupt(); the payload
   // itself is read under lock_ below.
   if (!(state_.load(std::memory_order_acquire) & kInterruptPending)) return;
-  if (interrupts_deferred()) return;  // see fiber.h: no throw mid-unwinding
   std::exception_ptr exception;
   {
     std::lock_guard<SpinLock> guard(lock_);
+    // Decided under lock_, where the payload and its depth are posted
+    // together: a kill replacing a Timeout changes the depth.
+    if (deferred(state_.load(std::memory_order_relaxed))) return;
     exception = std::exchange(interrupt_, nullptr);
     interrupt_is_kill_ = false;
     // relaxed: cleared under lock_, which also guards setting it with its
@@ -383,9 +390,17 @@ void Fiber::kill_and_wait() {
     return;
   }
   // Released at the target's next blocking point after it raised the
-  // interrupt, or when it ends (release_kill_waiters(), finish()).
-  Waiter waiter;
-  block_on(kill_waiters_, lock, waiter);
+  // interrupt, or when it ends (release_kill_waiters(), finish()). A
+  // return without that notification is our own interrupt, deferred
+  // because we are unwinding (interrupt_raisable): a spurious wake-up, so
+  // wait again while the kill has not even been raised.
+  for (;;) {
+    Waiter waiter;
+    if (block_on(kill_waiters_, lock, waiter) == WakeReason::kNotified ||
+        result_ready_ || !interrupt_ || !interrupt_is_kill_) {
+      return;
+    }
+  }
 }
 
 Fiber::LinkId Fiber::link(std::function<void()> callback) {

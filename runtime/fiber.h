@@ -115,22 +115,25 @@ class Fiber {
   // Switches to the worker; returns once woken. Never throws: the caller
   // decides what an interrupt means after cleaning up (see WaitList).
   WakeReason park() noexcept;
-  // Throws the pending interrupt, if any (kill, Timeout) -- except while
-  // an exception unwinds this green thread's stack (interrupts_deferred()):
-  // then it stays pending and the call returns.
+  // Throws the pending interrupt, if any (kill, Timeout) -- unless it is
+  // deferred (below): then it stays pending and the call returns.
   void throw_if_interrupted();
-  // Whether an interrupt would be kept pending rather than thrown now: an
-  // exception is unwinding the green thread's stack (std::uncaught_-
-  // exceptions() is per green thread), so a destructor is running, and a
-  // throw from a blocking call inside it would call std::terminate. The
-  // destructor's waits then work as waits; an interrupt wakes them early
-  // (a spurious wake-up for their callers), and is raised at the first
-  // blocking point after the unwinding ends -- or dropped, if the green
-  // thread ends first. C++ cannot have two exceptions in flight in one
-  // frame, where Python (Eventlet) would replace the first.
-  // Also inside a DeferInterrupts scope.
-  bool interrupts_deferred() const noexcept {
-    return defer_depth_ > 0 || std::uncaught_exceptions() > 0;
+  // Whether the pending interrupt, if any, may be thrown now. It may not
+  // while an exception unwinds more of the green thread's frames than were
+  // unwinding where the interrupt belongs (std::uncaught_exceptions() is
+  // per green thread): a destructor is running, and a throw from a
+  // blocking call inside it would escape it and call std::terminate. A
+  // kill belongs to depth 0, a Timeout to the depth where it was created
+  // (so a Timeout inside such a destructor still works there). Deferred,
+  // an interrupt lets the destructor's waits work as waits (one that comes
+  // while parked wakes them early: a spurious wake-up for their callers)
+  // and is raised at the first blocking point back at its depth -- or
+  // dropped, if the green thread ends first. C++ cannot have two
+  // exceptions in flight in one frame, where Python (Eventlet) would
+  // replace the first. Also deferred inside a DeferInterrupts scope.
+  bool interrupt_raisable() const noexcept {
+    const std::uint64_t s = state_.load(std::memory_order_acquire);
+    return (s & kInterruptPending) && !deferred(s);
   }
   // Defers the calling green thread's interrupts (as above) for a scope
   // that must not be cut short: Condition re-taking the user's lock, which
@@ -168,8 +171,11 @@ class Fiber {
   bool claim(std::uint32_t epoch, WakeReason reason) noexcept;
   void release_claim(bool as_next) noexcept;
   // Posts an interrupt; raised at the fiber's current or next blocking
-  // point. A kill overrides a pending non-kill interrupt.
-  void interrupt(std::exception_ptr exception, bool is_kill);
+  // point. A kill overrides a pending non-kill interrupt. `depth`: the
+  // unwinding depth it belongs to (see interrupt_raisable; a Timeout
+  // passes the std::uncaught_exceptions() of its creation).
+  void interrupt(std::exception_ptr exception, bool is_kill,
+                 unsigned depth = 0);
   // Posts a kill (GreenletExit) without waiting for it to be handled.
   void request_kill();
   // Takes back `exception` if it is still the pending, undelivered
@@ -263,6 +269,10 @@ class Fiber {
   static constexpr std::uint64_t kStarted = 1ull << 5;
   // A waker claimed the current park (claim()) and will release it.
   static constexpr std::uint64_t kClaimed = 1ull << 6;
+  // The pending interrupt's depth (interrupt_raisable), saturated: set
+  // with kInterruptPending, in the same word so the two never disagree.
+  static constexpr int kRaiseDepthShift = 8;
+  static constexpr std::uint64_t kRaiseDepthMask = 0xfull << kRaiseDepthShift;
   static constexpr int kEpochShift = 32;
   static_assert((kPhaseMask & kReasonMask) == 0 &&
                     ((kPhaseMask | kReasonMask) & kInterruptPending) == 0 &&
@@ -306,8 +316,17 @@ class Fiber {
   void enqueue(bool as_next) noexcept;
   // Sets the interrupt under lock_; `only_if_not_started` makes it fail
   // once the function started. Returns whether it was posted.
+  // Whether the interrupt pending in state word `s` must wait (see
+  // interrupt_raisable). Called only by the fiber itself.
+  bool deferred(std::uint64_t s) const noexcept {
+    const auto depth =
+        static_cast<unsigned>((s & kRaiseDepthMask) >> kRaiseDepthShift);
+    return defer_depth_ > 0 ||
+           static_cast<unsigned>(std::uncaught_exceptions()) > depth;
+  }
   bool post_interrupt(std::exception_ptr exception, bool is_kill,
-                      bool only_if_not_started) GREEN_REQUIRES(lock_);
+                      bool only_if_not_started, unsigned depth = 0)
+      GREEN_REQUIRES(lock_);
 
   // Laid out so that the fields every run touches come first and small
   // ones share words: with no padding left, a control block plus a small

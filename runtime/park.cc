@@ -57,7 +57,7 @@ WakeReason block(WaitList& list, std::unique_lock<SpinLock>& lock,
     if (reason == WakeReason::kInterrupted) {
       lock.unlock();
       fiber->throw_if_interrupted();
-      // Kept pending (Fiber::interrupts_deferred): a spurious return, with
+      // Kept pending (Fiber::interrupt_raisable): a spurious return, with
       // the lock held as promised.
       lock.lock();
     }

@@ -94,6 +94,10 @@ struct TimeoutState {
   // only under chain->lock while the phase is not kCancelled (the guard
   // sets kCancelled under that lock before it dies), or by the guard.
   const std::exception_ptr* exception = nullptr;
+  // std::uncaught_exceptions() where the guard was made: its exception may
+  // be thrown at that unwinding depth (Fiber::interrupt_raisable), so a
+  // Timeout inside a destructor that runs during unwinding still works.
+  unsigned depth = 0;
   // In a worker's timer heap while armed; only the guard adds and cancels
   // it (see the file comment).
   TimerNode timer;
@@ -122,7 +126,7 @@ struct TimeoutState {
       }
     }
     phase = TimeoutPhase::kFired;
-    chain->fiber->interrupt(*exception, false);
+    chain->fiber->interrupt(*exception, false, depth);
   }
 };
 
@@ -143,7 +147,7 @@ void resolve_enclosing(TimeoutChain& chain, Fiber* fiber)
   for (TimeoutState* o = chain.innermost; o; o = o->outer) {
     if (o->phase != TimeoutPhase::kFired || o->delivered) continue;
     if (fiber->withdraw_interrupt(*o->exception)) {
-      fiber->interrupt(*o->exception, false);  // still pending: put back
+      fiber->interrupt(*o->exception, false, o->depth);  // still pending
     } else {
       o->delivered = true;
     }
@@ -177,7 +181,7 @@ TimeoutPhase cancel_and_unlink(TimeoutState& state)
     for (TimeoutState* s = state.inner; s; s = s->inner) {
       if (s->phase == TimeoutPhase::kDeferred) {
         s->phase = TimeoutPhase::kFired;
-        chain.fiber->interrupt(*s->exception, false);
+        chain.fiber->interrupt(*s->exception, false, s->depth);
         break;
       }
     }
@@ -246,6 +250,7 @@ void Timeout::arm(std::exception_ptr custom) {
   exception_ = custom ? std::move(custom)
                       : std::make_exception_ptr(Expired(id_, duration_));
   state->exception = &exception_;
+  state->depth = static_cast<unsigned>(std::uncaught_exceptions());
   using Clock = std::chrono::steady_clock;
   const Clock::time_point now = Clock::now();
   // A duration too long for the clock never fires (no overflow).

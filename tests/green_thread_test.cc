@@ -694,3 +694,73 @@ TEST_CASE("shutdown's repeated kills spare a destructor that blocks",
   });  // main returns: shutdown kills the other green thread, then again
   CHECK(finished.load());
 }
+
+TEST_CASE("a Timeout made inside a destructor works during unwinding",
+          "[green_thread][timeout]") {
+  // Unlike an interrupt from outside, a Timeout created in the destructor
+  // belongs to that depth: it is thrown (and caught) there.
+  green::run([] {
+    struct TimesOutInside {
+      bool* fired;
+      ~TimesOutInside() {
+        *fired = !green::with_deadline(20ms, [] { green::sleep(10s); });
+      }
+    };
+    bool fired = false;
+    const auto start = Clock::now();
+    try {
+      TimesOutInside guard{&fired};
+      throw std::runtime_error("unwinding");
+    } catch (const std::runtime_error&) {
+    }
+    CHECK(fired);
+    CHECK(Clock::now() - start < 5s);
+  });
+}
+
+TEST_CASE("kill() from an unwinding destructor waits for its target",
+          "[green_thread]") {
+  // The killer is itself unwinding, so a second interrupt to it is
+  // deferred and only wakes its wait: that must not end kill() while the
+  // target (blocked in a destructor of its own) has not ended.
+  green::run([] {
+    green::Event<void> release_child;
+    green::Event<void> child_unwinding;
+    auto child = green::spawn([&] {
+      struct WaitsForRelease {
+        green::Event<void>* entered;
+        green::Event<void>* release;
+        ~WaitsForRelease() {
+          entered->send();
+          release->wait();  // Event::wait re-waits on spurious wake-ups
+        }
+      } guard{&child_unwinding, &release_child};
+      green::sleep(10s);
+    });
+    green::sleep(10ms);
+    child.kill();  // the child now waits in its destructor
+    child_unwinding.wait();
+    std::atomic<bool> kill_returned{false};
+    auto killer = green::spawn([&] {
+      struct KillsChild {
+        green::GreenThread<void>* child;
+        std::atomic<bool>* returned;
+        ~KillsChild() {
+          child->kill();  // deferred in the child: waits for its end
+          *returned = true;
+        }
+      } guard{&child, &kill_returned};
+      green::sleep(10s);
+    });
+    green::sleep(10ms);
+    killer.kill_async();  // the killer unwinds into ~KillsChild
+    green::sleep(20ms);
+    killer.kill_async();  // a second interrupt: deferred, a spurious wake
+    green::sleep(20ms);
+    CHECK_FALSE(kill_returned.load());
+    release_child.send();
+    CHECK_THROWS_AS(killer.wait(), green::GreenletExit);
+    CHECK(kill_returned.load());
+    CHECK_THROWS_AS(child.wait(), green::GreenletExit);
+  });
+}
