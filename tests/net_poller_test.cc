@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,32 +69,16 @@ std::string read_some(net::TcpSocket& socket, std::size_t size = 100) {
   return buffer;
 }
 
-// The green side of both "short read" cases: a first read parks (so the
-// socket is registered with the poller), then the peer sends `burst`
-// (on the OS thread, which then keeps its socket open until `done`) while
-// this green thread sleeps, long enough for the idle worker to collect the
-// burst's edges. The reads after it must each return without a new edge.
-void read_after_burst(net::TcpSocket& socket, green::testing::Signal& go,
-                      green::testing::Signal& sent,
-                      green::testing::Signal& done,
-                      std::vector<std::string>& reads, int count) {
-  struct PostOnExit {
-    green::testing::Signal& signal;
-    ~PostOnExit() { signal.post(); }
-  } release_peer{done};
-  green::Timeout guard(kHangLimit);
-  reads.push_back(read_some(socket));  // parks: registered from here on
-  go.post();
-  REQUIRE(sent.wait(kHangLimit));
-  green::sleep(30ms);  // the worker goes idle and polls: edges collected
-  for (int i = 0; i < count; ++i) reads.push_back(read_some(socket));
-}
-
-}  // namespace
-
-TEST_CASE("a short read that reached the FIN still reads end of stream",
-          "[net][poller]") {
-  const std::size_t workers = GENERATE(1, 2);
+// Both "short read" cases: the peer sends "x", which the green side's
+// first read parks for (so the socket is registered with the poller); once
+// told, it sends `burst` and then keeps its socket open until the green
+// side is done (so no FIN ends a wrong wait early). The green side sleeps
+// meanwhile, long enough for the idle worker to collect the burst's edges,
+// then reads `count` more times: each read must return without a new
+// edge. Returns every read.
+std::vector<std::string> reads_around_burst(
+    std::size_t workers, int count,
+    const std::function<void(PlainClient&)>& burst) {
   std::vector<std::string> reads;
   bool peer_ok = false;
   green::run(
@@ -106,49 +91,50 @@ TEST_CASE("a short read that reached the FIN still reads end of stream",
           std::this_thread::sleep_for(20ms);  // let the first read park
           client.send("x");
           if (!go.wait(kHangLimit)) return;
-          // Data and FIN together: one read takes both, and no edge
-          // follows it.
-          client.send("abc");
-          client.shutdown_write();
+          burst(client);
           sent.post();
-          done.wait(2 * kHangLimit);  // keep the socket open till then
+          done.wait(2 * kHangLimit);
         });
         net::TcpSocket socket = listener.accept().socket;
-        read_after_burst(socket, go, sent, done, reads, 2);
+        struct PostOnExit {
+          green::testing::Signal& signal;
+          ~PostOnExit() { signal.post(); }
+        } release_peer{done};
+        green::Timeout guard(kHangLimit);
+        reads.push_back(read_some(socket));  // parks: registered from here
+        go.post();
+        REQUIRE(sent.wait(kHangLimit));
+        green::sleep(30ms);  // the worker goes idle and polls: edges counted
+        for (int i = 0; i < count; ++i) reads.push_back(read_some(socket));
       },
       with_workers(workers));
   REQUIRE(peer_ok);
+  return reads;
+}
+
+}  // namespace
+
+TEST_CASE("a short read that reached the FIN still reads end of stream",
+          "[net][poller]") {
+  const std::size_t workers = GENERATE(1, 2);
+  // Data and FIN together: one read takes both, and no edge follows it.
+  const auto reads = reads_around_burst(workers, 2, [](PlainClient& client) {
+    client.send("abc");
+    client.shutdown_write();
+  });
   REQUIRE(reads == std::vector<std::string>{"x", "abc", ""});
 }
 
 TEST_CASE("a short read that stopped at urgent data still reads on",
           "[net][poller]") {
   const std::size_t workers = GENERATE(1, 2);
-  std::vector<std::string> reads;
-  bool peer_ok = false;
-  green::run(
-      [&] {
-        net::Listener listener = net::listen(net::endpoint("127.0.0.1", 0));
-        green::testing::Signal go, sent, done;
-        std::jthread peer([&, address = listener.local_endpoint()] {
-          PlainClient client(address, peer_ok);
-          std::this_thread::sleep_for(20ms);
-          client.send("x");
-          if (!go.wait(kHangLimit)) return;
-          // A read stops before the urgent byte (which, out of band, it
-          // then skips): "abc" and "efg" come in two reads, the second
-          // with no new edge.
-          client.send("abc");
-          client.send("d", MSG_OOB);
-          client.send("efg");
-          sent.post();
-          done.wait(2 * kHangLimit);  // no FIN to end a wrong wait early
-        });
-        net::TcpSocket socket = listener.accept().socket;
-        read_after_burst(socket, go, sent, done, reads, 2);
-      },
-      with_workers(workers));
-  REQUIRE(peer_ok);
+  // A read stops before the urgent byte (which, out of band, it then
+  // skips): "abc" and "efg" come in two reads, the second with no new edge.
+  const auto reads = reads_around_burst(workers, 2, [](PlainClient& client) {
+    client.send("abc");
+    client.send("d", MSG_OOB);
+    client.send("efg");
+  });
   REQUIRE(reads == std::vector<std::string>{"x", "abc", "efg"});
 }
 
