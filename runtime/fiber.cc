@@ -113,7 +113,15 @@ bool Fiber::begin_park_holding_lock(std::uint32_t& epoch) noexcept {
     // raise_interrupt() throws it -- unless it must stay pending (a
     // destructor running during unwinding): then this park goes ahead
     // with the bit kept, and a later interrupt still wakes it.
-    if ((s & kInterruptPending) && !deferred(s)) return false;
+    if (s & kInterruptPending) {
+      if (!deferred(s)) return false;
+      // Parking with it deferred counts, for kill(), as reaching the
+      // blocking point: the killer is released (by the caller, once its
+      // lock is gone: release_kill_waiters_if_owed) rather than waiting for
+      // a kill that may wait in turn for the killer -- who may hold the
+      // lock a Condition re-takes, or be unwinding into a kill of us.
+      interrupt_raised_ = true;
+    }
     assert((s & kPhaseMask) == kRunning);
     epoch = epoch_of(s) + 1;
     const std::uint64_t parking =
@@ -272,7 +280,8 @@ bool Fiber::post_interrupt(std::exception_ptr exception, bool is_kill,
                            bool only_if_not_started, unsigned depth) {
   if (is_kill) depth = 0;  // a kill belongs to the green thread itself
   const std::uint64_t depth_bits =
-      static_cast<std::uint64_t>(std::min(depth, 15u)) << kRaiseDepthShift;
+      static_cast<std::uint64_t>(std::min(depth, kMaxRaiseDepth))
+      << kRaiseDepthShift;
   if (result_ready_) return false;  // ended: nothing left to interrupt
   if (interrupt_ && interrupt_is_kill_ && !is_kill) return false;  // kill wins
   std::uint64_t s = state_.load(std::memory_order_relaxed);

@@ -273,11 +273,16 @@ class Fiber {
   // with kInterruptPending, in the same word so the two never disagree.
   static constexpr int kRaiseDepthShift = 8;
   static constexpr std::uint64_t kRaiseDepthMask = 0xfull << kRaiseDepthShift;
+  static constexpr unsigned kMaxRaiseDepth = 15;
   static constexpr int kEpochShift = 32;
   static_assert((kPhaseMask & kReasonMask) == 0 &&
                     ((kPhaseMask | kReasonMask) & kInterruptPending) == 0 &&
                     (kStarted >> kEpochShift) == 0 &&
-                    (kClaimed >> kEpochShift) == 0,
+                    (kClaimed >> kEpochShift) == 0 &&
+                    (kRaiseDepthMask &
+                     (kPhaseMask | kReasonMask | kInterruptPending | kStarted |
+                      kClaimed)) == 0 &&
+                    (kRaiseDepthMask >> kEpochShift) == 0,
                 "state bits overlap");
 
   static std::uint32_t epoch_of(std::uint64_t s) noexcept {
@@ -321,8 +326,11 @@ class Fiber {
   bool deferred(std::uint64_t s) const noexcept {
     const auto depth =
         static_cast<unsigned>((s & kRaiseDepthMask) >> kRaiseDepthShift);
-    return defer_depth_ > 0 ||
-           static_cast<unsigned>(std::uncaught_exceptions()) > depth;
+    // kMaxRaiseDepth means "that deep or deeper": never deferred for depth
+    // (a Timeout made 15 unwindings deep still fires in its own scope).
+    return defer_depth_ > 0 || (depth<kMaxRaiseDepth&& static_cast<unsigned>(
+                                    std::uncaught_exceptions())>
+                                    depth);
   }
   bool post_interrupt(std::exception_ptr exception, bool is_kill,
                       bool only_if_not_started, unsigned depth = 0)

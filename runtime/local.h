@@ -36,6 +36,10 @@ class local {
     return detail::current_locals("green::local::get").get<T>(key_);
   }
   T& operator*() const { return get(); }
+  // The calling green thread's value if it has made one; creates nothing.
+  T* find() const {
+    return detail::current_locals("green::local::find").find<T>(key_);
+  }
   T* operator->() const { return &get(); }
 
  private:

@@ -133,9 +133,13 @@ struct TimeoutState {
 namespace {
 
 // The calling green thread's chain, created on first use.
+green::local<std::shared_ptr<TimeoutChain>>& chains() {
+  static green::local<std::shared_ptr<TimeoutChain>> per_green_thread;
+  return per_green_thread;
+}
+
 std::shared_ptr<TimeoutChain>& current_chain(Fiber* fiber) {
-  static green::local<std::shared_ptr<TimeoutChain>> chains;
-  std::shared_ptr<TimeoutChain>& chain = *chains;
+  std::shared_ptr<TimeoutChain>& chain = *chains();
   if (!chain) chain = std::make_shared<TimeoutChain>(fiber);
   return chain;
 }
@@ -207,7 +211,12 @@ bool is_live_timeout_exception(const std::exception_ptr& exception)
     GREEN_NO_THREAD_SAFETY_ANALYSIS {
   Fiber* fiber = current_fiber();
   if (!fiber || !exception) return false;
-  TimeoutChain& chain = *current_chain(fiber);
+  // Looked up, not made: a green thread that never armed a Timeout has
+  // none live (and a chain made after its locals were destroyed, in a
+  // link callback, would keep the green thread alive through its FiberRef).
+  const std::shared_ptr<TimeoutChain>* found = chains().find();
+  if (!found || !*found) return false;
+  TimeoutChain& chain = **found;
   SpinGuard guard(chain.lock);
   for (const TimeoutState* state = chain.innermost; state;
        state = state->outer) {

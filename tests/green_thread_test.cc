@@ -718,49 +718,43 @@ TEST_CASE("a Timeout made inside a destructor works during unwinding",
   });
 }
 
-TEST_CASE("kill() from an unwinding destructor waits for its target",
+TEST_CASE("green threads unwinding into kills of each other both end",
           "[green_thread]") {
-  // The killer is itself unwinding, so a second interrupt to it is
-  // deferred and only wakes its wait: that must not end kill() while the
-  // target (blocked in a destructor of its own) has not ended.
-  green::run([] {
-    green::Event<void> release_child;
-    green::Event<void> child_unwinding;
-    auto child = green::spawn([&] {
-      struct WaitsForRelease {
-        green::Event<void>* entered;
-        green::Event<void>* release;
-        ~WaitsForRelease() {
-          entered->send();
-          release->wait();  // Event::wait re-waits on spurious wake-ups
-        }
-      } guard{&child_unwinding, &release_child};
-      green::sleep(10s);
-    });
-    green::sleep(10ms);
-    child.kill();  // the child now waits in its destructor
-    child_unwinding.wait();
-    std::atomic<bool> kill_returned{false};
-    auto killer = green::spawn([&] {
-      struct KillsChild {
-        green::GreenThread<void>* child;
-        std::atomic<bool>* returned;
-        ~KillsChild() {
-          child->kill();  // deferred in the child: waits for its end
-          *returned = true;
-        }
-      } guard{&child, &kill_returned};
-      green::sleep(10s);
-    });
-    green::sleep(10ms);
-    killer.kill_async();  // the killer unwinds into ~KillsChild
-    green::sleep(20ms);
-    killer.kill_async();  // a second interrupt: deferred, a spurious wake
-    green::sleep(20ms);
-    CHECK_FALSE(kill_returned.load());
-    release_child.send();
-    CHECK_THROWS_AS(killer.wait(), green::GreenletExit);
-    CHECK(kill_returned.load());
-    CHECK_THROWS_AS(child.wait(), green::GreenletExit);
-  });
+  // Each one's destructor kills the other while both unwind: both kills
+  // are deferred (nothing may be thrown there), so each kill() returns
+  // once its target waits with the kill deferred, instead of waiting for a
+  // kill that waits in turn for it.
+  const std::size_t workers = GENERATE(1, 2);
+  std::atomic<int> kills_returned{0};
+  green::run(
+      [&] {
+        struct KillsOther {
+          green::GreenThread<void>* other;
+          std::atomic<int>* returned;
+          ~KillsOther() {
+            other->kill();
+            returned->fetch_add(1);
+          }
+        };
+        green::GreenThread<void> a, b;
+        green::Event<void> both_made;
+        a = green::spawn([&] {
+          both_made.wait();
+          KillsOther guard{&b, &kills_returned};
+          green::sleep(10s);
+        });
+        b = green::spawn([&] {
+          both_made.wait();
+          KillsOther guard{&a, &kills_returned};
+          green::sleep(10s);
+        });
+        both_made.send();
+        green::sleep(10ms);
+        a.kill_async();
+        b.kill_async();
+        CHECK_THROWS_AS(a.wait(), green::GreenletExit);
+        CHECK_THROWS_AS(b.wait(), green::GreenletExit);
+      },
+      with_workers(workers));
+  CHECK(kills_returned.load() == 2);
 }

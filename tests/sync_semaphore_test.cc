@@ -333,11 +333,13 @@ TEST_CASE("condition: killed in wait() it still re-locks", "[condition]") {
 
 TEST_CASE("condition: a kill while wait() re-takes a held lock waits for it",
           "[condition]") {
-  // Notified, the waiter must take the user's lock again, and here another
-  // green thread holds it; a kill that lands then must not make wait()
-  // throw without the lock (its unique_lock would then release a lock it
-  // does not hold -- someone else's). It returns holding the lock, and the
-  // kill is raised at its next blocking point.
+  // Notified, the waiter must take the user's lock again, and here the
+  // killer holds it; the kill must not make wait() throw without the lock
+  // (its unique_lock would then release a lock it does not hold --
+  // someone else's). It returns holding the lock, and the kill is raised
+  // at its next blocking point. kill() itself returns at once: the waiter
+  // has reached a blocking point, where the kill waits for the lock the
+  // killer holds.
   const std::size_t workers = GENERATE(1, 2);
   green::run(
       [] {
@@ -357,8 +359,7 @@ TEST_CASE("condition: a kill while wait() re-takes a held lock waits for it",
           std::lock_guard<green::Lock> guard(mu);  // wait() let go of it
           cond.notify_one();
           green::sleep(20ms);  // the waiter now blocks re-taking `mu`
-          waiter.kill_async();
-          green::sleep(20ms);
+          waiter.kill();       // must not wait for `mu`, which we hold
         }
         CHECK_THROWS_AS(waiter.wait(), green::GreenletExit);
         CHECK(returned_with_lock.load());
