@@ -327,11 +327,17 @@ void Fiber::request_kill() {
 bool Fiber::withdraw_interrupt(const std::exception_ptr& exception) noexcept {
   std::lock_guard<SpinLock> guard(lock_);
   if (!interrupt_ || interrupt_ != exception) return false;
-  interrupt_ = nullptr;
-  interrupt_is_kill_ = false;
-  // relaxed: under lock_, like every change of the bit with its payload.
-  state_.fetch_and(~kInterruptPending, std::memory_order_relaxed);
+  take_interrupt_locked();
   return true;
+}
+
+std::exception_ptr Fiber::take_interrupt_locked() noexcept {
+  // relaxed: cleared under lock_ (or, finishing unreachable, by the fiber
+  // alone), which also guards setting the bit with its payload, so bit and
+  // payload cannot be torn apart.
+  state_.fetch_and(~kInterruptPending, std::memory_order_relaxed);
+  interrupt_is_kill_ = false;
+  return std::exchange(interrupt_, nullptr);
 }
 
 bool Fiber::cancel_if_not_started() {
@@ -349,11 +355,7 @@ void Fiber::throw_if_interrupted() {
     // Decided under lock_, where the payload and its depth are posted
     // together: a kill replacing a Timeout changes the depth.
     if (deferred(state_.load(std::memory_order_relaxed))) return;
-    exception = std::exchange(interrupt_, nullptr);
-    interrupt_is_kill_ = false;
-    // relaxed: cleared under lock_, which also guards setting it with its
-    // payload, so bit and payload cannot be torn apart.
-    state_.fetch_and(~kInterruptPending, std::memory_order_relaxed);
+    exception = take_interrupt_locked();
   }
   if (!exception) return;
   interrupt_raised_ = true;
@@ -515,10 +517,9 @@ void Fiber::drop_pending_interrupt_locked() noexcept {
   // thread does nothing, as in Eventlet). Links run without it, so one
   // that blocks is not cut short.
   // relaxed: the bit changes only under lock_ (or, unreachable, here).
-  if (!(state_.load(std::memory_order_relaxed) & kInterruptPending)) return;
-  interrupt_ = nullptr;
-  interrupt_is_kill_ = false;
-  state_.fetch_and(~kInterruptPending, std::memory_order_relaxed);
+  if (state_.load(std::memory_order_relaxed) & kInterruptPending) {
+    take_interrupt_locked();
+  }
 }
 
 void Fiber::switch_to_worker() noexcept {

@@ -302,6 +302,10 @@ class Fiber {
   void finish() noexcept;
   // finish(): forgets an interrupt posted too late to be raised.
   void drop_pending_interrupt_locked() noexcept GREEN_REQUIRES(lock_);
+  // Clears the pending interrupt -- payload, kill flag and bit together --
+  // and returns its payload (null if none). The one place they change
+  // back, as post_interrupt() is the one place they are set.
+  std::exception_ptr take_interrupt_locked() noexcept GREEN_REQUIRES(lock_);
 
  public:
   // For a fiber that never got a stack (the pool refused its size, or
@@ -319,19 +323,20 @@ class Fiber {
   // releases kill() callers.
   void release_kill_waiters() noexcept;
   void enqueue(bool as_next) noexcept;
-  // Sets the interrupt under lock_; `only_if_not_started` makes it fail
-  // once the function started. Returns whether it was posted.
   // Whether the interrupt pending in state word `s` must wait (see
   // interrupt_raisable). Called only by the fiber itself.
   bool deferred(std::uint64_t s) const noexcept {
+    if (defer_depth_ > 0) return true;
     const auto depth =
         static_cast<unsigned>((s & kRaiseDepthMask) >> kRaiseDepthShift);
     // kMaxRaiseDepth means "that deep or deeper": never deferred for depth
     // (a Timeout made 15 unwindings deep still fires in its own scope).
-    return defer_depth_ > 0 || (depth<kMaxRaiseDepth&& static_cast<unsigned>(
-                                    std::uncaught_exceptions())>
-                                    depth);
+    if (depth >= kMaxRaiseDepth) return false;
+    const auto unwinding = static_cast<unsigned>(std::uncaught_exceptions());
+    return unwinding > depth;
   }
+  // Sets the interrupt under lock_; `only_if_not_started` makes it fail
+  // once the function started. Returns whether it was posted.
   bool post_interrupt(std::exception_ptr exception, bool is_kill,
                       bool only_if_not_started, unsigned depth = 0)
       GREEN_REQUIRES(lock_);
