@@ -6,7 +6,6 @@
 
 #include <cerrno>
 #include <climits>
-#include <cstdio>
 #include <mutex>
 #include <new>
 #include <system_error>
@@ -41,7 +40,15 @@ class SlotTable {
     return find(index);
   }
 
+  // Invalidates the slot's registration -- events already collected for
+  // it are dropped from now on (new generation), nobody is left parked --
+  // and puts it on the free list.
   void recycle(ReadinessSlot* slot) noexcept {
+    {
+      std::lock_guard<SpinLock> guard(slot->lock);
+      ++slot->generation;
+      slot->waiter[0] = slot->waiter[1] = nullptr;
+    }
     std::lock_guard<SpinLock> guard(lock_);
     slot->next_free = free_;
     free_ = slot->index;
@@ -104,12 +111,20 @@ void ReadinessSlot::disarm(int direction, Fiber* fiber) noexcept {
 
 void ReadinessSlot::wake_all() noexcept {
   std::lock_guard<SpinLock> guard(lock);
-  for (int direction = 0; direction < 2; ++direction) {
-    count_edge(edges[direction]);
-    if (Fiber* fiber = std::exchange(waiter[direction], nullptr)) {
-      fiber->wake(waiter_epoch[direction], WakeReason::kNotified, false);
-    }
-  }
+  signal_locked(0);
+  signal_locked(1);
+}
+
+bool ReadinessSlot::signal_locked(int direction) noexcept {
+  count_edge(edges[direction]);
+  Fiber* fiber = std::exchange(waiter[direction], nullptr);
+  // Under the slot's lock: the waiter cannot leave (disarm) and end before
+  // this wake has looked at its epoch. The lock is held across the enqueue
+  // (a notify_work may post to a parked worker); only this socket's own
+  // reader and writer contend for it, and claim() under the lock plus
+  // release_claim() after would cost a second CAS on every request.
+  return fiber &&
+         fiber->wake(waiter_epoch[direction], WakeReason::kNotified, false);
 }
 
 // --- ReadinessPoller ---
@@ -164,10 +179,6 @@ ReadinessSlot* ReadinessPoller::add(int fd) {
   event.data.u64 = std::uint64_t{generation} << 32 | slot->index;
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) {
     const int error = errno;
-    {
-      std::lock_guard<SpinLock> guard(slot->lock);
-      ++slot->generation;
-    }
     slot_table().recycle(slot);
     throw std::system_error(error, std::system_category());
   }
@@ -179,12 +190,6 @@ void ReadinessPoller::remove(int fd, ReadinessSlot* slot) noexcept {
   epoll_event unused{};  // non-null for kernels before 2.6.9
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, &unused);
   registered_.fetch_sub(1, std::memory_order_relaxed);  // see the header
-  {
-    std::lock_guard<SpinLock> guard(slot->lock);
-    // From now on events already collected for this fd are dropped.
-    ++slot->generation;
-    slot->waiter[0] = slot->waiter[1] = nullptr;
-  }
   slot_table().recycle(slot);
 }
 
@@ -210,18 +215,7 @@ std::size_t ReadinessPoller::poll() noexcept {
       slot->exceptional.store(true, std::memory_order_relaxed);
     }
     for (int direction = 0; direction < 2; ++direction) {
-      if (!ready[direction]) continue;
-      count_edge(slot->edges[direction]);
-      if (Fiber* fiber = std::exchange(slot->waiter[direction], nullptr)) {
-        // Under the slot's lock: the waiter cannot leave (disarm) and end
-        // before this wake has looked at its epoch. The lock is held across
-        // the enqueue (a notify_work may post to a parked worker); only this
-        // socket's own reader and writer contend for it, and claim() under
-        // the lock plus release_claim() after would cost a second CAS on
-        // every request.
-        woken += fiber->wake(slot->waiter_epoch[direction],
-                             WakeReason::kNotified, false);
-      }
+      if (ready[direction]) woken += slot->signal_locked(direction);
     }
   }
   return woken;

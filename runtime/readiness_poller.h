@@ -75,6 +75,9 @@ struct alignas(64) ReadinessSlot {
   // Counts an edge in both directions and wakes whoever waits: used by
   // close(), so that blocked users return and see the handle closed.
   void wake_all() noexcept;
+  // Under `lock`: counts an edge in `direction` and wakes its waiter, if
+  // any; returns whether a green thread was woken.
+  bool signal_locked(int direction) noexcept GREEN_REQUIRES(lock);
 };
 
 class ReadinessPoller {
