@@ -37,9 +37,24 @@ class CallDeadline {
   bool known_ = false;
 };
 
-void wait_or_throw(IoHandle& io, Direction direction, CallDeadline& deadline,
-                   const char* call) {
-  if (!io.wait(direction, deadline.get(), call)) io.throw_timeout(call);
+// Runs `transfer` (a recv or send on io.fd()) until it moves bytes, sees
+// end of stream or fails for good: it is skipped while the poller knows the
+// fd is still drained, and an EAGAIN parks until the next readiness edge.
+template <typename Transfer>
+std::size_t transfer_when_ready(IoHandle& io, Direction direction,
+                                CallDeadline& deadline, const char* call,
+                                Transfer transfer) {
+  for (;;) {
+    if (io.worth_trying(direction)) {
+      const ssize_t n = transfer();
+      if (n >= 0) return static_cast<std::size_t>(n);
+      const int error = errno;
+      if (error == EINTR) continue;
+      if (error != EAGAIN && error != EWOULDBLOCK) io.throw_error(error, call);
+      io.note_drained(direction);
+    }
+    if (!io.wait(direction, deadline.get(), call)) io.throw_timeout(call);
+  }
 }
 
 // Stream sockets (TCP, Unix). On TCP a read shorter than asked emptied the
@@ -48,40 +63,19 @@ void wait_or_throw(IoHandle& io, Direction direction, CallDeadline& deadline,
 // arrives later is a new edge for the poller.
 std::size_t recv_some(IoHandle& io, void* data, std::size_t size,
                       CallDeadline& deadline, const char* call) {
-  for (;;) {
-    if (!io.worth_trying(Direction::kRead)) {
-      wait_or_throw(io, Direction::kRead, deadline, call);
-      continue;
-    }
-    const ssize_t n = ::recv(io.fd(), data, size, 0);
-    if (n >= 0) {
-      if (n > 0 && static_cast<std::size_t>(n) < size) io.note_short_read();
-      return static_cast<std::size_t>(n);
-    }
-    const int error = errno;
-    if (error == EINTR) continue;
-    if (error != EAGAIN && error != EWOULDBLOCK) io.throw_error(error, call);
-    io.note_drained(Direction::kRead);
-    wait_or_throw(io, Direction::kRead, deadline, call);
-  }
+  const std::size_t n =
+      transfer_when_ready(io, Direction::kRead, deadline, call,
+                          [&] { return ::recv(io.fd(), data, size, 0); });
+  if (n > 0 && n < size) io.note_short_read();
+  return n;
 }
 
 std::size_t send_some(IoHandle& io, const void* data, std::size_t size,
                       CallDeadline& deadline, const char* call) {
-  for (;;) {
-    if (!io.worth_trying(Direction::kWrite)) {
-      wait_or_throw(io, Direction::kWrite, deadline, call);
-      continue;
-    }
-    // MSG_NOSIGNAL: a reset peer is an EPIPE exception, not SIGPIPE.
-    const ssize_t n = ::send(io.fd(), data, size, MSG_NOSIGNAL);
-    if (n >= 0) return static_cast<std::size_t>(n);
-    const int error = errno;
-    if (error == EINTR) continue;
-    if (error != EAGAIN && error != EWOULDBLOCK) io.throw_error(error, call);
-    io.note_drained(Direction::kWrite);
-    wait_or_throw(io, Direction::kWrite, deadline, call);
-  }
+  // MSG_NOSIGNAL: a reset peer is an EPIPE exception, not SIGPIPE.
+  return transfer_when_ready(io, Direction::kWrite, deadline, call, [&] {
+    return ::send(io.fd(), data, size, MSG_NOSIGNAL);
+  });
 }
 
 }  // namespace
