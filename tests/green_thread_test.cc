@@ -524,7 +524,9 @@ TEST_CASE("green::local is per green thread", "[green_thread]") {
         std::vector<green::GreenThread<bool>> threads;
         for (int i = 0; i < 50; ++i) {
           threads.push_back(green::spawn([i] {
+            if (name.find() != nullptr) return false;  // find() makes none
             *name = "thread-" + std::to_string(i);
+            if (name.find() != &*name) return false;  // ...and sees ours
             for (int round = 0; round < 5; ++round) {
               green::sleep(0ms);
               if (*name != "thread-" + std::to_string(i)) return false;
@@ -533,7 +535,8 @@ TEST_CASE("green::local is per green thread", "[green_thread]") {
           }));
         }
         for (auto& t : threads) CHECK(t.wait());
-        CHECK(name->empty());  // main's own slot is untouched
+        CHECK(name.find() == nullptr);  // main never made one
+        CHECK(name->empty());           // main's own slot is untouched
       },
       with_workers(2));
 }
